@@ -1,0 +1,151 @@
+"""`GenerativeAdapterConfig`: what the generator looks like and how contexts are encoded."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+from peft import PeftConfig
+
+from ._registration import GENERATIVE_ADAPTER
+
+NORMALIZATIONS = ("svd", "frobenius", "none")
+ENCODINGS = ("sequential", "parallel")
+
+# Decoder families whose attention output projection is called `o_proj` (the paper's default target).
+DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
+    model_type: ["o_proj"]
+    for model_type in (
+        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
+        "gemma3_text", "olmo", "olmo2", "smollm3", "phi3", "granite", "cohere", "starcoder2", "stablelm",
+    )
+}
+
+MODEL_CARD_SECTION = """
+## Generative Adapter (peft-generative)
+
+This repository holds a *generator* trained with
+[peft-generative](https://github.com/peft-generative/peft-generative), an implementation of
+Generative Adapter (Chen et al., arXiv 2411.05877). It turns a context (a document, demonstrations, a
+conversation history) into LoRA weights for the frozen base model in one forward pass.
+
+Loading it needs the plug-in, which registers the PEFT type `GENERATIVE_ADAPTER`:
+
+```python
+import peft_generative  # registers the method with peft
+from peft import PeftModel
+model = PeftModel.from_pretrained(base_model, "{repo}")
+ctx = model.contextualize("a document ...", tokenizer=tokenizer)
+```
+"""
+
+
+@dataclass
+class GenerativeAdapterConfig(PeftConfig):
+    """Configuration of a Generative Adapter generator.
+
+    For every adapted linear layer (`d_in -> d_out`) in decoder layer `l`, the generator reads the
+    residual-stream input `H` of layer `l` over the context, keeps the additive state
+    `S = sum_t K_t^T V_t` (`key_dim x value_dim`) with `K = RMSNorm(H) A2^T`, `V = RMSNorm(H) A3^T`,
+    normalises it to `N` and adds `delta_W = (alpha / value_dim) * B N^T A1` to the layer.
+
+    Args:
+        target_modules: names (or a regex) of the `nn.Linear` layers to adapt. Default: `o_proj` for
+            Llama / Mistral / Qwen2 / Gemma style models.
+        layers_to_transform: only adapt these decoder layer indices (default: all).
+        layers_pattern: name of the `nn.ModuleList` holding the layers, used with `layers_to_transform`.
+        key_dim: `d_r`, the key size of the state (rows of `S`).
+        value_dim: `r`, the value size of the state (columns of `S`).
+        rank: `k`, rank of the generated adapter for `normalization="svd"` (the rank of the exported LoRA).
+        alpha: the delta is scaled by `alpha / value_dim`.
+        normalization: `"svd"` (`N = U_k V_k^T`, paper's best), `"frobenius"` (`S / ||S||_F`) or `"none"`.
+        window: context chunk length in tokens; positions restart in every chunk.
+        encoding: `"sequential"` (chunk t is encoded by the model carrying the adapter of chunks < t) or
+            `"parallel"` (every chunk encoded by the base model; contributions can be subtracted).
+        max_context_tokens: optional guard; longer contexts are refused with a clear error.
+        svd_grad_eps: relative smoothing of the SVD gradient's `1/(s_j^2 - s_i^2)` factors (keeps training
+            finite for rank-deficient states).
+        svd_tol: singular values below `svd_tol * s_max` are treated as zero (their direction is not used).
+        base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
+    """
+
+    target_modules: Optional[Union[list[str], str]] = field(
+        default=None, metadata={"help": "Linear layers to adapt (names or regex). Default: o_proj."}
+    )
+    layers_to_transform: Optional[Union[list[int], int]] = field(
+        default=None, metadata={"help": "Only adapt these layer indices."}
+    )
+    layers_pattern: Optional[Union[list[str], str]] = field(
+        default=None, metadata={"help": "Name of the layer list, used with layers_to_transform."}
+    )
+    key_dim: int = field(default=256, metadata={"help": "d_r: key size of the context state."})
+    value_dim: int = field(default=256, metadata={"help": "r: value size of the context state."})
+    rank: int = field(default=64, metadata={"help": "k: rank of the generated adapter (svd)."})
+    alpha: float = field(default=16.0, metadata={"help": "Scaling numerator: delta scaled by alpha / value_dim."})
+    normalization: Literal["svd", "frobenius", "none"] = field(default="svd", metadata={"help": "State normalisation."})
+    window: int = field(default=1024, metadata={"help": "Chunk length in tokens."})
+    encoding: Literal["sequential", "parallel"] = field(default="sequential", metadata={"help": "Chunk encoding."})
+    max_context_tokens: Optional[int] = field(default=None, metadata={"help": "Refuse longer contexts."})
+    svd_grad_eps: float = field(default=1e-6, metadata={"help": "Relative smoothing of the SVD backward."})
+    svd_tol: float = field(default=1e-6, metadata={"help": "Relative threshold for zero singular values."})
+    base_model_fingerprint: Optional[dict] = field(
+        default=None, metadata={"help": "Filled automatically: shape of the base model."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.peft_type = GENERATIVE_ADAPTER
+        if isinstance(self.target_modules, list):
+            self.target_modules = set(self.target_modules)
+        if isinstance(self.target_modules, (set, tuple)) and not self.target_modules:
+            raise ValueError("`target_modules` is empty: name at least one linear layer, e.g. ['o_proj'].")
+        if self.layers_pattern and not self.layers_to_transform:
+            raise ValueError("`layers_pattern` only makes sense together with `layers_to_transform`.")
+        for name in ("key_dim", "value_dim", "rank", "window"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"`encoding` must be one of {ENCODINGS}, got {self.encoding!r}.")
+        if self.normalization == "svd" and self.rank > min(self.key_dim, self.value_dim):
+            raise ValueError(
+                f"`rank` ({self.rank}) cannot exceed min(key_dim, value_dim) = {min(self.key_dim, self.value_dim)}: "
+                "lower `rank` or raise the state sizes."
+            )
+        if not (isinstance(self.alpha, (int, float)) and self.alpha > 0):
+            raise ValueError(f"`alpha` must be a positive number, got {self.alpha!r}.")
+        if self.max_context_tokens is not None and self.max_context_tokens < 1:
+            raise ValueError(f"`max_context_tokens` must be positive or None, got {self.max_context_tokens!r}.")
+        for name in ("svd_grad_eps", "svd_tol"):
+            if not (0 <= getattr(self, name) < 1):
+                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)!r}.")
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.value_dim
+
+    @property
+    def adapter_rank(self) -> int:
+        """Rank of a generated adapter (and of its LoRA export)."""
+        return self.rank if self.normalization == "svd" else self.value_dim
+
+    def save_pretrained(self, save_directory: str, **kwargs) -> None:
+        super().save_pretrained(save_directory, **kwargs)
+        _add_model_card_section(save_directory)
+
+
+def _add_model_card_section(save_directory: str) -> None:
+    """peft writes README.md before the config; add our loading instructions to it (once)."""
+    path = os.path.join(save_directory, "README.md")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if "## Generative Adapter (peft-generative)" in text:
+        return
+    repo = os.path.basename(os.path.abspath(save_directory))
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(MODEL_CARD_SECTION.replace("{repo}", repo))

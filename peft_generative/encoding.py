@@ -1,0 +1,132 @@
+"""Chunked, streaming encoding of contexts into additive generator states.
+
+One pass of the frozen LM over each chunk of `window` tokens (positions restart per chunk). Forward pre-hooks
+on the decoder layers read the residual-stream input `H_l` of every layer that holds an adapted module and
+add `K^T V` to that module's state; the pass stops right after the last such layer, so neither the LM head
+nor later layers run. Hooks are inert unless the calling thread has an active capture sink.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .layer import GenerativeLinear
+    from .model import GenerativeAdapterModel
+
+
+class StopEncoding(Exception):
+    """Raised by the capture hook after the last layer that feeds a generator."""
+
+
+class CaptureSink:
+    """Collects, for one forward pass over one chunk, each adapted module's state contribution."""
+
+    def __init__(self, layers: dict[int, list["GenerativeLinear"]], mask: torch.Tensor, adapter_name: str,
+                 requires_grad: bool):
+        self.layers = layers
+        self.last_index = max(layers)
+        self.mask = mask
+        self.adapter_name = adapter_name
+        self.requires_grad = requires_grad
+        self.contributions: dict[str, torch.Tensor] = {}
+
+    def capture(self, layer_index: int, hidden: torch.Tensor) -> None:
+        modules = self.layers.get(layer_index)
+        if modules:
+            if not torch.isfinite(hidden[self.mask.bool()]).all():
+                raise FloatingPointError(
+                    f"The base model produced NaN/inf hidden states at decoder layer {layer_index} while encoding "
+                    "the context. Check the model's dtype (fp16 overflows on some models: use bf16 or fp32) and "
+                    "the input ids."
+                )
+            with torch.set_grad_enabled(self.requires_grad):
+                for module in modules:
+                    self.contributions[module.module_key] = module.state_update(hidden, self.mask, self.adapter_name)
+        if layer_index >= self.last_index:
+            raise StopEncoding
+
+
+def make_capture_hook(model: "GenerativeAdapterModel", layer_index: int):
+    router = model._router
+
+    def hook(module, args, kwargs):
+        sink = router.sink()
+        if sink is None:
+            return None
+        hidden = args[0] if args else kwargs["hidden_states"]
+        sink.capture(layer_index, hidden)
+        return None
+
+    return hook
+
+
+def split_chunks(ids: Sequence[int], window: int, prefix: Sequence[int]) -> list[list[int]]:
+    step = window - len(prefix)
+    return [list(prefix) + list(ids[i : i + step]) for i in range(0, len(ids), step)]
+
+
+def encode_states(
+    model: "GenerativeAdapterModel",
+    rows: Sequence[Sequence[int]],
+    states: dict[str, torch.Tensor],
+    adapter_name: str,
+    *,
+    chunk_prefix: Sequence[int] = (),
+    encoding: Optional[str] = None,
+    requires_grad: bool = False,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Add the chunks of every row to `states` (`{module: (rows, d_r, r)}`) and return the new states.
+
+    `sequential`: chunk t of a row is encoded by the model carrying the adapter of that row's state so far;
+    `parallel`: every chunk by the base model. With `requires_grad`, gradients flow through the generator's
+    projections and, in sequential mode, through the whole chunk recurrence.
+    """
+    config = model.peft_config[adapter_name]
+    encoding = encoding or config.encoding
+    window = config.window
+    chunks = [split_chunks(ids, window, chunk_prefix) for ids in rows]
+    steps = max((len(c) for c in chunks), default=0)
+    device = model._device()
+    layers = model._layers_by_index()
+    body = model._body()
+    started_with_state = any(bool(s.any()) for s in states.values())
+    pad_id = 0
+    bar = tqdm(range(steps), desc="contextualize", unit="chunk", disable=not progress or steps < 2, leave=False)
+    for t in bar:
+        active = [i for i, c in enumerate(chunks) if t < len(c)]
+        pieces = [chunks[i][t] for i in active]
+        length = max(len(p) for p in pieces)
+        input_ids = torch.full((len(active), length), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(active), length), dtype=torch.long)
+        for r, piece in enumerate(pieces):
+            input_ids[r, : len(piece)] = torch.tensor(piece, dtype=torch.long)
+            mask[r, : len(piece)] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        index = torch.tensor(active, dtype=torch.long, device=device)
+
+        adapter_context = None
+        if encoding == "sequential" and (t > 0 or started_with_state):
+            from .context import GeneratedContext
+
+            partial = {k: v.index_select(0, index) for k, v in states.items()}
+            adapter_context = GeneratedContext(model, adapter_name, partial, [1] * len(active))
+        sink = CaptureSink(layers, mask, adapter_name, requires_grad)
+        lm_grad = requires_grad and adapter_context is not None
+        with model._router.using(adapter_context), model._router.capturing(sink), torch.set_grad_enabled(lm_grad):
+            try:
+                body(input_ids=input_ids, attention_mask=mask, use_cache=False)
+            except StopEncoding:
+                pass
+        if len(sink.contributions) != len(states):
+            missing = sorted(set(states) - set(sink.contributions))
+            raise RuntimeError(
+                f"The forward pass did not reach the layers of {missing[:3]}...: the model's decoder layers were not "
+                "called with hidden states as expected."
+            )
+        states = {k: v.index_add(0, index, sink.contributions[k].to(v.dtype)) for k, v in states.items()}
+    return states

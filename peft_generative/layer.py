@@ -1,0 +1,153 @@
+"""`GenerativeLinear`: a linear layer plus the generator that writes its per-context low-rank delta."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+
+from .config import GenerativeAdapterConfig
+from .router import ContextRouter
+from .svd import normalize_state
+
+RMS_EPS = 1e-6
+
+
+class GenerativeLinear(nn.Module, BaseTunerLayer):
+    """Wraps an `nn.Linear` (`d_in -> d_out`) inside decoder layer `layer_index`.
+
+    Generator parameters (per adapter name, as in peft's LoRA layers):
+    `generator_norm` (d), `generator_A1` (d_r x d_in), `generator_A2` (d_r x d), `generator_A3` (r x d),
+    `generator_B` (d_out x r, zero-initialised so a fresh generator is a no-op).
+
+    The layer never stores a context. In `forward` it asks the model's `ContextRouter` for the context of the
+    current call and applies that context's precomputed factors, row by row: `y = W x + B_i (A_i x)`.
+    """
+
+    adapter_layer_names = ("generator_norm", "generator_A1", "generator_A2", "generator_A3", "generator_B")
+    other_param_names = ()
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: GenerativeAdapterConfig,
+        hidden_size: int,
+        module_key: str,
+        layer_index: int,
+        router: ContextRouter,
+    ):
+        super().__init__()
+        if not isinstance(base_layer, nn.Linear):
+            raise TypeError(
+                f"Generative Adapter can only adapt torch.nn.Linear layers; `{module_key}` is "
+                f"{type(base_layer).__name__}. Choose other `target_modules`."
+            )
+        self.base_layer = base_layer
+        self.in_features = base_layer.in_features
+        self.out_features = base_layer.out_features
+        self.hidden_size = hidden_size
+        self.module_key = module_key
+        self.layer_index = layer_index
+        self.router = router
+        self.configs: dict[str, GenerativeAdapterConfig] = {}
+        self.generator_norm = nn.ParameterDict()
+        self.generator_A1 = nn.ParameterDict()
+        self.generator_A2 = nn.ParameterDict()
+        self.generator_A3 = nn.ParameterDict()
+        self.generator_B = nn.ParameterDict()
+        self._disable_adapters = False
+        self.merged_adapters = []
+        self.update_layer(adapter_name, config)
+
+    def update_layer(self, adapter_name: str, config: GenerativeAdapterConfig) -> None:
+        weight = self.base_layer.weight
+        factory = {"device": weight.device, "dtype": weight.dtype if weight.dtype.is_floating_point else torch.float32}
+        d, d_in, d_out = self.hidden_size, self.in_features, self.out_features
+        self.configs[adapter_name] = config
+        self.generator_norm[adapter_name] = nn.Parameter(torch.ones(d, **factory))
+        self.generator_A1[adapter_name] = nn.Parameter(torch.empty(config.key_dim, d_in, **factory))
+        self.generator_A2[adapter_name] = nn.Parameter(torch.empty(config.key_dim, d, **factory))
+        self.generator_A3[adapter_name] = nn.Parameter(torch.empty(config.value_dim, d, **factory))
+        self.generator_B[adapter_name] = nn.Parameter(torch.zeros(d_out, config.value_dim, **factory))
+        self.reset_generator(adapter_name)
+        self.set_adapter(self.active_adapters)
+
+    @torch.no_grad()
+    def reset_generator(self, adapter_name: str) -> None:
+        """Kaiming-normal A1, A2, A3; B = 0 (the model starts exactly as the base model)."""
+        for name in ("generator_A1", "generator_A2", "generator_A3"):
+            param = getattr(self, name)[adapter_name]
+            nn.init.kaiming_normal_(param, a=math.sqrt(5))
+        self.generator_B[adapter_name].zero_()
+        self.generator_norm[adapter_name].fill_(1.0)
+
+    # ---- generator math -------------------------------------------------------------------------------------
+    def state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str) -> torch.Tensor:
+        """Contribution `sum_t K_t^T V_t` of one chunk: hidden `(b, n, d)`, mask `(b, n)` -> `(b, d_r, r)` fp32."""
+        a2 = self.generator_A2[adapter_name]
+        a3 = self.generator_A3[adapter_name]
+        h = hidden.to(a2.dtype)
+        h = h * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + RMS_EPS).to(h.dtype)
+        h = (h * self.generator_norm[adapter_name]) * mask.unsqueeze(-1).to(h.dtype)
+        keys = h @ a2.mT
+        values = h @ a3.mT
+        return torch.einsum("bnk,bnv->bkv", keys.float(), values.float())
+
+    def factors(self, state: torch.Tensor, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compact LoRA factors of `delta_W = s * B N^T A1` for states `(b, d_r, r)`:
+        `lora_A` `(b, k, d_in)` and `lora_B` `(b, d_out, k)` with `delta_W = lora_B @ lora_A`."""
+        config = self.configs[adapter_name]
+        a1 = self.generator_A1[adapter_name]
+        b = self.generator_B[adapter_name]
+        p, q = normalize_state(state.float(), config.normalization, config.rank, config.svd_grad_eps, config.svd_tol)
+        lora_a = p.to(a1.dtype).mT @ a1  # svd: U_k^T A1 (rank k); otherwise N^T A1 (rank r)
+        if q is None:
+            lora_b = (b * config.scaling).expand(state.shape[0], -1, -1)
+        else:
+            lora_b = (b * config.scaling) @ q.to(b.dtype)  # s * B V_k
+        return lora_a, lora_b
+
+    # ---- forward ---------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        result = self.base_layer(x, *args, **kwargs)
+        if self.disable_adapters:
+            return result
+        context = self.router.current()
+        if context is None:
+            return result
+        factors = context.factors_for(self.module_key, self.active_adapters[0])
+        if factors is None:
+            return result
+        lora_a, lora_b = factors
+        x3 = x if x.dim() == 3 else x.reshape(1, -1, x.shape[-1])
+        rows = x3.shape[0]
+        if lora_a.shape[0] != rows:
+            if lora_a.shape[0] == 0 or rows % lora_a.shape[0] != 0:
+                raise ValueError(
+                    f"The active context has {lora_a.shape[0]} row(s) but the batch has {rows}. Pass one context "
+                    "per row (GeneratedContext.stack([...]), None for rows without context) or a single context."
+                )
+            repeat = rows // lora_a.shape[0]
+            lora_a = lora_a.repeat_interleave(repeat, dim=0)
+            lora_b = lora_b.repeat_interleave(repeat, dim=0)
+        lora_a = lora_a.to(device=x.device, dtype=x.dtype)
+        lora_b = lora_b.to(device=x.device, dtype=x.dtype)
+        delta = (x3 @ lora_a.mT) @ lora_b.mT
+        return result + delta.reshape(result.shape).to(result.dtype)
+
+    # ---- merging is not defined for a generator --------------------------------------------------------------
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+        raise NotImplementedError(
+            "A generator has no fixed weights to merge. Export a generated context with "
+            "`ctx.save_pretrained(dir)` and merge that LoRA with plain peft (`merge_and_unload`)."
+        )
+
+    def unmerge(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"generative_adapter.{super().__repr__()}"
