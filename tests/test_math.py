@@ -1,0 +1,110 @@
+import pytest
+import torch
+from peft import get_peft_model
+
+import peft_generative as pg
+from peft_generative.svd import smooth_svd
+
+from .conftest import randomize_generator, tiny_model
+
+
+def make(kind="llama", **kwargs):
+    defaults = dict(task_type="CAUSAL_LM", key_dim=16, value_dim=12, rank=6, window=16)
+    defaults.update(kwargs)
+    return get_peft_model(tiny_model(kind), pg.GenerativeAdapterConfig(**defaults))
+
+
+def test_fresh_generator_is_exactly_the_base_model(tiny_kind):
+    base = tiny_model(tiny_kind)
+    ids = torch.randint(0, 128, (2, 12))
+    with torch.no_grad():
+        ref = base(ids).logits
+    model = get_peft_model(base, pg.GenerativeAdapterConfig(key_dim=16, value_dim=16, rank=8, window=32))
+    ctx = model.contextualize([list(range(3, 60)), list(range(9, 30))])
+    assert len(ctx) == 2
+    with torch.no_grad():
+        out = model(ids).logits
+    assert torch.equal(out, ref)  # B = 0: the adapter is exactly zero
+
+
+@pytest.mark.parametrize("normalization", ["svd", "frobenius", "none"])
+def test_factors_equal_the_dense_formula(normalization):
+    model = randomize_generator(make(normalization=normalization))
+    layer = next(m for m in model.modules() if isinstance(m, pg.GenerativeLinear))
+    cfg = model.peft_config["default"]
+    torch.manual_seed(3)
+    state = torch.randn(2, cfg.key_dim, cfg.value_dim)
+    lora_a, lora_b = layer.factors(state, "default")
+    a1, b = layer.generator_A1["default"].detach(), layer.generator_B["default"].detach()
+    for i in range(2):
+        if normalization == "svd":
+            u, s, vh = torch.linalg.svd(state[i])
+            n = u[:, : cfg.rank] @ vh[: cfg.rank]
+        elif normalization == "frobenius":
+            n = state[i] / state[i].norm()
+        else:
+            n = state[i]
+        dense = cfg.scaling * b @ n.T @ a1
+        assert torch.allclose(lora_b[i] @ lora_a[i], dense, atol=1e-5)
+    assert lora_a.shape[1] == cfg.adapter_rank
+
+
+def test_state_is_the_sum_over_tokens_of_kt_v():
+    model = randomize_generator(make(encoding="parallel"))
+    layer = next(m for m in model.modules() if isinstance(m, pg.GenerativeLinear))
+    h = torch.randn(1, 7, 32)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
+    got = layer.state_update(h, mask, "default")
+    norm = layer.generator_norm["default"]
+    hn = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6) * norm
+    k = hn[0, :5] @ layer.generator_A2["default"].T
+    v = hn[0, :5] @ layer.generator_A3["default"].T
+    assert torch.allclose(got[0], k.T @ v, atol=1e-5)
+
+
+def test_parallel_state_is_additive_over_chunks():
+    model = randomize_generator(make(encoding="parallel"))
+    a, b = list(range(1, 17)), list(range(40, 56))  # exactly one window each
+    both = model.contextualize(a + b)
+    sa = model.contextualize(a)
+    sb = model.contextualize(b)
+    for key in both.states:
+        assert torch.allclose(both.states[key], sa.states[key] + sb.states[key], atol=1e-5)
+
+
+def test_smoothed_svd_gradient_matches_torch_when_well_conditioned():
+    torch.manual_seed(0)
+    for shape in [(2, 6, 6), (2, 7, 5), (2, 5, 7)]:
+        a = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        k = min(shape[1:])
+        w_u = torch.randn(shape[0], shape[1], k, dtype=torch.float64)
+        w_v = torch.randn(shape[0], k, shape[2], dtype=torch.float64)
+
+        def loss(u, s, vh):
+            return (u * w_u).sum() ** 2 + (vh * w_v).sum() + s.sum()
+
+        (g_ref,) = torch.autograd.grad(loss(*torch.linalg.svd(a, full_matrices=False)), a)
+        (g_ours,) = torch.autograd.grad(loss(*smooth_svd(a, 1e-9)), a)
+        assert torch.allclose(g_ref, g_ours, atol=1e-8)
+
+
+def test_smoothed_svd_gradient_is_finite_for_rank_deficient_states():
+    torch.manual_seed(0)
+    a = torch.zeros(1, 8, 8)
+    a[0, :2, :3] = torch.randn(2, 3)
+    a.requires_grad_()
+    u, s, vh = smooth_svd(a, 1e-6)
+    (u[..., :4] @ vh[..., :4, :]).sum().backward()
+    assert torch.isfinite(a.grad).all()
+    b = a.detach().clone().requires_grad_()
+    u, s, vh = torch.linalg.svd(b, full_matrices=False)
+    (u[..., :4] @ vh[..., :4, :]).sum().backward()
+    assert not torch.isfinite(b.grad).all()  # what the smoothing protects against
+
+
+def test_short_context_uses_only_its_real_directions():
+    """A 3-token context has a rank-3 state: the zero singular directions must not enter the adapter."""
+    model = randomize_generator(make(rank=6))
+    ctx = model.contextualize([[5, 6, 7]])
+    for lora_a, _ in ctx.factors.values():
+        assert torch.linalg.matrix_rank(lora_a[0]) <= 3
