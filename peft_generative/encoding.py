@@ -94,6 +94,7 @@ def encode_states(
     device = model._device()
     layers = model._layers_by_index()
     body = model._body()
+    model._carry_context_through_checkpointing()
     started_with_state = any(bool(s.any()) for s in states.values())
     pad_id = 0
     bar = tqdm(range(steps), desc="contextualize", unit="chunk", disable=not progress or steps < 2, leave=False)

@@ -78,6 +78,8 @@ class GenerativeAdapterModel(BaseTuner):
             )
         if expected is None:
             config.base_model_fingerprint = found
+        if not config.base_model_name_or_path:
+            config.base_model_name_or_path = getattr(getattr(model, "config", None), "_name_or_path", None) or None
         max_positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         if max_positions is not None and config.window > max_positions:
             raise ValueError(

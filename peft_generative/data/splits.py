@@ -8,13 +8,12 @@ Python's per-process ``hash`` randomisation.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
-import re
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["stable_hash", "stable_unit", "assign_split", "normalize_key", "check_fractions", "hash_order"]
-
-_WS = re.compile(r"\s+")
+__all__ = ["stable_hash", "stable_unit", "assign_split", "splitter", "normalize_key", "check_fractions",
+           "hash_order"]
 
 
 def stable_hash(key: str, seed: int = 0) -> int:
@@ -30,7 +29,7 @@ def stable_unit(key: str, seed: int = 0) -> float:
 
 def normalize_key(text: str) -> str:
     """Case- and whitespace-insensitive form of a text, used as a split or de-duplication key."""
-    return _WS.sub(" ", text).strip().lower()
+    return " ".join(text.split()).lower()
 
 
 def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
@@ -46,18 +45,26 @@ def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def splitter(fractions: Mapping[str, float], seed: int = 0) -> Callable[[str], str]:
+    """A function key -> split name (a key of ``fractions``, cut in their given order); same as
+    :func:`assign_split` but validates the fractions once."""
+    fr = check_fractions(fractions)
+    names = [n for n in fr if fr[n] > 0]
+    bounds, acc = [], 0.0
+    for n in names:
+        acc += fr[n]
+        bounds.append(acc)
+    bounds[-1] = 1.0  # floating point slack: the last split with a positive fraction takes the remainder
+
+    def split_of(key: str) -> str:
+        return names[min(bisect.bisect_right(bounds, stable_unit(key, seed)), len(names) - 1)]
+
+    return split_of
+
+
 def assign_split(key: str, fractions: Mapping[str, float], seed: int = 0) -> str:
     """The split (a key of ``fractions``) that ``key`` belongs to. Fractions are used in their given order."""
-    fr = check_fractions(fractions)
-    u = stable_unit(key, seed)
-    acc = 0.0
-    names = list(fr)
-    for name in names:
-        acc += fr[name]
-        if u < acc:
-            return name
-    # Floating point slack: the last split with a positive fraction takes the remainder.
-    return [n for n in names if fr[n] > 0][-1]
+    return splitter(fractions, seed)(key)
 
 
 def hash_order(keys: Iterable[str], seed: int = 0) -> list[int]:

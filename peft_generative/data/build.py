@@ -1,0 +1,58 @@
+"""Build every dataset from the cached raw downloads (fetching what is missing)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+from .conversation import build_conversation_dataset
+from .demonstrations import build_demonstrations_dataset
+from .knowledge import build_knowledge_dataset, knowledge_passages
+from .pretraining import build_pretraining_corpus
+from .progress import progress
+
+__all__ = ["DATASETS", "build_all"]
+
+DATASETS = ("knowledge", "demonstrations", "conversation", "pretraining")
+
+
+def build_all(
+    out_dir: str | os.PathLike,
+    datasets: Iterable[str] = DATASETS,
+    *,
+    seed: int = 0,
+    data_root: str | os.PathLike | None = None,
+    exclude_eval_passages: bool = True,
+    progress_bar: bool = True,
+    quiet: bool = False,
+) -> dict[str, dict[str, Path]]:
+    """Build the named datasets into ``out_dir/<dataset>/``; returns dataset -> {file name: path}.
+
+    With ``exclude_eval_passages`` the pretraining corpus drops any document sharing a 13-word sequence with a
+    knowledge passage (of any split)."""
+    wanted = list(datasets)
+    unknown = set(wanted) - set(DATASETS)
+    if unknown:
+        raise ValueError(f"unknown datasets {sorted(unknown)}; choose from {DATASETS}")
+    out = Path(out_dir)
+    results: dict[str, dict[str, Path]] = {}
+    for name in progress([d for d in DATASETS if d in wanted], desc="datasets", enabled=progress_bar, unit="set"):
+        t0 = time.perf_counter()
+        target = out / name
+        if name == "knowledge":
+            results[name] = build_knowledge_dataset(target, seed=seed, data_root=data_root, quiet=quiet)
+        elif name == "demonstrations":
+            results[name] = build_demonstrations_dataset(target, seed=seed, data_root=data_root, quiet=quiet)
+        elif name == "conversation":
+            results[name] = build_conversation_dataset(target, seed=seed, data_root=data_root, quiet=quiet)
+        else:
+            exclude = knowledge_passages(data_root=data_root) if exclude_eval_passages else None
+            results[name] = build_pretraining_corpus(target, seed=seed, data_root=data_root, exclude_texts=exclude,
+                                                     progress_bar=progress_bar, quiet=quiet)
+        if not quiet:
+            print(f"[peft_generative.data] built {name} in {time.perf_counter() - t0:.1f}s -> {target}",
+                  file=sys.stderr, flush=True)
+    return results
