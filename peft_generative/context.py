@@ -103,12 +103,19 @@ class GeneratedContext:
             [self.segments[i] for i in rows], factors,
         )
 
+    def rows(self, index) -> "GeneratedContext":
+        """A context made of the given rows, in order (rows may repeat: several targets per context)."""
+        index = torch.as_tensor(index, dtype=torch.long).flatten()
+        if index.numel() and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"row index out of range for a context with {len(self)} row(s)")
+        return self._select(index.cpu())
+
     def __getitem__(self, item) -> "GeneratedContext":
         rows = list(range(len(self)))[item] if isinstance(item, slice) else [item]
         for r in rows:
             if not -len(self) <= r < len(self):
                 raise IndexError(f"row {r} out of range for a context with {len(self)} row(s)")
-        return self._select(torch.tensor([r % len(self) for r in rows], dtype=torch.long))
+        return self.rows([r % len(self) for r in rows])
 
     @staticmethod
     def stack(contexts: Sequence[Optional["GeneratedContext"]]) -> "GeneratedContext":

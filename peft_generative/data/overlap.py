@@ -29,7 +29,9 @@ class OverlapFilter:
             raise ValueError("n must be >= 1")
         self.n = n
         self._grams: set[int] = set()
-        self._short: dict[int, set[int]] = {}  # length -> hashes of whole short passages
+        self.min_words = min_words
+        # Short passages, indexed by the hash of their first ``min_words`` words -> full word tuples.
+        self._short: dict[int, list[tuple[str, ...]]] = {}
         self.num_passages = 0
         for text in passages:
             ws = words(text)
@@ -38,7 +40,7 @@ class OverlapFilter:
             self.num_passages += 1
             if len(ws) < n:
                 if len(ws) >= min_words:
-                    self._short.setdefault(len(ws), set()).add(hash(tuple(ws)))
+                    self._short.setdefault(hash(tuple(ws[:min_words])), []).append(tuple(ws))
                 continue
             for i in range(len(ws) - n + 1):
                 self._grams.add(hash(tuple(ws[i : i + n])))
@@ -50,14 +52,16 @@ class OverlapFilter:
         if not self:
             return False
         ws = words(text)
-        n = self.n
-        grams = self._grams
-        if grams:
-            for i in range(len(ws) - n + 1):
-                if hash(tuple(ws[i : i + n])) in grams:
-                    return True
-        for length, hashes in self._short.items():
-            for i in range(len(ws) - length + 1):
-                if hash(tuple(ws[i : i + length])) in hashes:
-                    return True
+        # zip(*shifted lists) builds the word n-gram tuples in C; their hashes equal hash(tuple(ws[i:i+n])).
+        if self._grams and len(ws) >= self.n:
+            if not self._grams.isdisjoint(map(hash, zip(*[ws[j:] for j in range(self.n)]))):
+                return True
+        m = self.min_words
+        if self._short and len(ws) >= m:
+            hits = self._short.keys() & set(map(hash, zip(*[ws[j:] for j in range(m)])))
+            if hits:
+                for i in range(len(ws) - m + 1):
+                    cands = self._short.get(hash(tuple(ws[i : i + m]))) if hits else None
+                    if cands and any(tuple(ws[i : i + len(c)]) == c for c in cands):
+                        return True
         return False

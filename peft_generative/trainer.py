@@ -1,0 +1,158 @@
+"""`GenerativeAdapterTrainer`: TRL's `SFTTrainer`, taught to train a generator.
+
+Every batch row carries a context; the trainer encodes the batch's contexts into per-row adapters (with
+gradients through the generator) and computes the LM loss on the targets with those adapters active. The frozen
+base model never receives gradients.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from trl import SFTConfig, SFTTrainer
+
+from .config import GenerativeAdapterConfig
+from .model import GenerativeAdapterModel
+from .training_data import (
+    COMPLETION,
+    INSTRUCTION,
+    RECONSTRUCTION,
+    GenerativeAdapterCollator,
+    dataset_kind,
+    pack_text,
+    tokenize_instruction,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerativeAdapterTrainingConfig(SFTConfig):
+    """`SFTConfig` plus the self-supervised objective of Generative Adapter.
+
+    Args:
+        num_segments: segments per packed text block; the first `num_segments - 1` form the context.
+        segment_length: tokens per segment (the completion target length).
+        reconstruction_length: tokens of the reconstruction window (default: `segment_length`).
+        reconstruction_weight: `None` (default, as in the paper): one token-averaged loss over completion and
+            reconstruction tokens; a number `w` in [0, 1]: `(1 - w) * completion + w * reconstruction`.
+    """
+
+    num_segments: int = field(default=2, metadata={"help": "Segments per text block (context = all but the last)."})
+    segment_length: int = field(default=256, metadata={"help": "Tokens per segment."})
+    reconstruction_length: Optional[int] = field(default=None, metadata={"help": "Reconstruction window tokens."})
+    reconstruction_weight: Optional[float] = field(default=None, metadata={"help": "Mixing weight, None = token avg."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4 pretraining)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_segments < 2:
+            raise ValueError("`num_segments` must be >= 2: at least one context segment and one target segment.")
+        if self.segment_length < 2:
+            raise ValueError("`segment_length` must be >= 2.")
+        if self.reconstruction_weight is not None and not 0 <= self.reconstruction_weight <= 1:
+            raise ValueError("`reconstruction_weight` must be None or in [0, 1].")
+
+
+class GenerativeAdapterTrainer(SFTTrainer):
+    """Trains the generator of a Generative Adapter model with TRL's SFT machinery.
+
+    Pass a base model (or its path) with `peft_config=GenerativeAdapterConfig(...)`, or an already wrapped
+    `PeftModel`. `train_dataset` is either plain `text` (self-supervised pretraining) or `context` plus
+    `messages` / `prompt`+`completion` (instruction tuning).
+    """
+
+    def __init__(self, model, args: Optional[GenerativeAdapterTrainingConfig] = None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, peft_config: Optional[GenerativeAdapterConfig] = None,
+                 data_collator=None, **kwargs):
+        if args is None:
+            args = GenerativeAdapterTrainingConfig(output_dir="generative-adapter")
+        elif not isinstance(args, GenerativeAdapterTrainingConfig):
+            raise TypeError("`args` must be a GenerativeAdapterTrainingConfig (an SFTConfig with the objective's fields).")
+        if peft_config is not None and not isinstance(peft_config, GenerativeAdapterConfig):
+            raise TypeError("GenerativeAdapterTrainer trains a generator: pass a GenerativeAdapterConfig.")
+        if processing_class is None:
+            raise ValueError("Pass the base model's tokenizer as `processing_class`.")
+        if processing_class.pad_token is None:
+            processing_class.pad_token = processing_class.eos_token
+        if data_collator is None:
+            data_collator = GenerativeAdapterCollator(
+                pad_token_id=processing_class.pad_token_id,
+                num_segments=args.num_segments,
+                segment_length=args.segment_length,
+                reconstruction_length=args.reconstruction_length,
+                seed=args.seed,
+            )
+        self.packing_stats: dict = {}
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, peft_config=peft_config, data_collator=data_collator,
+                         **kwargs)
+        if not isinstance(self._tuner(), GenerativeAdapterModel):
+            raise TypeError("The model is not a Generative Adapter model: pass peft_config=GenerativeAdapterConfig().")
+        self._tuner().set_tokenizer(processing_class)
+
+    # ---- data ----------------------------------------------------------------------------------------------------
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        columns = list(dataset.column_names)
+        if "block" in columns or ("context" in columns and "input_ids" in columns):
+            return dataset  # already prepared
+        kind = dataset_kind(columns, args.dataset_text_field)
+        if kind == "text":
+            prepared, stats = pack_text(dataset, processing_class, args.num_segments * args.segment_length,
+                                        args.dataset_text_field)
+            self.packing_stats[dataset_name] = stats
+            logger.info("packed %s dataset: %s", dataset_name, stats)
+            return prepared
+        return dataset.map(
+            tokenize_instruction,
+            fn_kwargs={"tokenizer": processing_class, "max_length": args.max_length},
+            remove_columns=columns,
+            desc=f"Tokenizing {dataset_name} dataset",
+        )
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["block", "context", "input_ids", "labels"]
+
+    # ---- loss ----------------------------------------------------------------------------------------------------
+    def _tuner(self) -> GenerativeAdapterModel:
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        return unwrapped.base_model
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        contexts = inputs.pop("context")
+        index = inputs.pop("context_index")
+        objective = inputs.pop("objective")
+        tuner = self._tuner()
+        generated = tuner.contextualize(
+            contexts, tokenizer=self.processing_class, requires_grad=torch.is_grad_enabled(), activate=False,
+            progress=False,
+        )
+        generated = generated.rows(index)
+        with tuner.use_context(generated):
+            if bool((objective == INSTRUCTION).all()):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return self._self_supervised_loss(model, inputs, objective, return_outputs)
+
+    def _self_supervised_loss(self, model, inputs, objective, return_outputs):
+        mode = "train" if self.model.training else "eval"
+        outputs = model(**inputs, use_cache=False, fused_lm_head=True)
+        nll = -outputs.log_probs.sum(-1)
+        count = outputs.label_mask.sum(-1)
+        parts = {}
+        for name, kind in (("completion", COMPLETION), ("reconstruction", RECONSTRUCTION)):
+            rows = (objective == kind).to(nll.device)
+            parts[name] = (nll[rows].sum(), count[rows].sum().clamp(min=1))
+        weight = self.args.reconstruction_weight
+        if weight is None:
+            loss = nll.sum() / count.sum().clamp(min=1)
+        else:
+            loss = (1 - weight) * parts["completion"][0] / parts["completion"][1] + \
+                weight * parts["reconstruction"][0] / parts["reconstruction"][1]
+        for name, (total, n) in parts.items():
+            self._metrics[mode][f"loss_{name}"].append((total / n).item())
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return (loss, outputs) if return_outputs else loss

@@ -1,0 +1,151 @@
+"""Dataset preparation and batching for training a generator.
+
+Two kinds of data:
+- plain `text` (self-supervised, METHOD.md): documents are packed into one token stream (separated by EOS) and cut
+  into blocks of `num_segments * segment_length` tokens. The first `num_segments - 1` segments are the context;
+  the model carrying their adapter must predict the last segment (completion) and a window of the context itself
+  (reconstruction).
+- instruction data: a `context` string plus `messages` (chat) or `prompt` / `completion`. The context reaches the
+  model only through the generated adapter; the loss is on the assistant tokens only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+COMPLETION, RECONSTRUCTION, INSTRUCTION = 0, 1, 2
+
+
+def dataset_kind(columns: list[str], text_field: str = "text") -> str:
+    if "context" in columns and ("messages" in columns or {"prompt", "completion"} <= set(columns)):
+        return "instruction"
+    if text_field in columns:
+        return "text"
+    raise ValueError(
+        f"Cannot train a generator on columns {columns}: use plain `{text_field}` (self-supervised) or `context` "
+        "with `messages` or `prompt`/`completion` (instruction tuning)."
+    )
+
+
+def pack_text(dataset, tokenizer, block_tokens: int, text_field: str = "text"):
+    """Pack documents into blocks of `block_tokens` tokens. Returns (dataset with a `block` column, stats)."""
+    from datasets import Dataset
+
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    documents = 0
+    for text in dataset[text_field]:
+        if not text or not text.strip():
+            continue
+        stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if eos is not None:
+            stream.append(eos)
+        documents += 1
+    n_blocks = len(stream) // block_tokens
+    if n_blocks == 0:
+        raise ValueError(
+            f"The text dataset has {len(stream)} tokens, fewer than one training block ({block_tokens} tokens = "
+            "num_segments x segment_length). Add text or shorten the segments."
+        )
+    blocks = [stream[i * block_tokens : (i + 1) * block_tokens] for i in range(n_blocks)]
+    stats = {"documents": documents, "tokens": len(stream), "blocks": n_blocks,
+             "tokens_left_over": len(stream) - n_blocks * block_tokens}
+    return Dataset.from_dict({"block": blocks}), stats
+
+
+def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """Token ids of a chat and labels that keep only the assistant turns (everything else -100)."""
+    ids: list[int] = []
+    labels: list[int] = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=True,
+                                               return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True)["input_ids"]
+        if full[: len(prefix)] != prefix:
+            raise ValueError("The chat template is not prefix-stable; cannot locate the assistant tokens.")
+        labels += [-100] * (len(prefix) - len(ids)) + full[len(prefix):]
+        ids = full
+    if not any(label != -100 for label in labels):
+        raise ValueError("An instruction example has no assistant turn to learn from.")
+    # the template may close the conversation with more tokens than the last assistant turn covered
+    return ids, labels + [-100] * (len(ids) - len(labels))
+
+
+def tokenize_instruction(example: dict, tokenizer, max_length: Optional[int]) -> dict:
+    context = example["context"]
+    if not isinstance(context, str) or not context.strip():
+        raise ValueError("An instruction example has an empty `context`; every example needs one.")
+    messages = example.get("messages")
+    if messages is None:
+        messages = [{"role": "user", "content": example["prompt"]},
+                    {"role": "assistant", "content": example["completion"]}]
+    ids, labels = tokenize_conversation(tokenizer, messages)
+    if max_length is not None:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return {"context": context, "input_ids": ids, "labels": labels}
+
+
+@dataclass
+class GenerativeAdapterCollator:
+    """Pads targets and carries each row's context (token ids or text) to the trainer."""
+
+    pad_token_id: int
+    num_segments: int = 2
+    segment_length: int = 256
+    reconstruction_length: Optional[int] = None
+    seed: int = 0
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if "block" in examples[0]:
+            return self._self_supervised(examples)
+        return self._instruction(examples)
+
+    def _pad(self, rows: list[list[int]], labels: list[list[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        label_t = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (r, l) in enumerate(zip(rows, labels)):
+            input_ids[i, : len(r)] = torch.tensor(r)
+            label_t[i, : len(l)] = torch.tensor(l)
+            mask[i, : len(r)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask, "labels": label_t}
+
+    def _window_start(self, block: list[int], context_len: int, length: int) -> int:
+        digest = hashlib.sha256(str(block[:16]).encode()).digest()
+        rng = random.Random(int.from_bytes(digest[:8], "little") ^ self.seed)
+        return rng.randrange(0, context_len - length + 1)
+
+    def _self_supervised(self, examples):
+        context_len = (self.num_segments - 1) * self.segment_length
+        recon_len = min(self.reconstruction_length or self.segment_length, context_len)
+        contexts, targets, kinds = [], [], []
+        for ex in examples:
+            block = list(ex["block"])
+            contexts.append(block[:context_len])
+            targets.append(block[context_len : context_len + self.segment_length])
+            kinds.append(COMPLETION)
+        for ex in examples:
+            block = list(ex["block"])
+            start = self._window_start(block, context_len, recon_len)
+            targets.append(block[start : start + recon_len])
+            kinds.append(RECONSTRUCTION)
+        batch = self._pad(targets, targets)
+        batch["context"] = contexts
+        batch["context_index"] = torch.arange(len(examples)).repeat(2)
+        batch["objective"] = torch.tensor(kinds)
+        return batch
+
+    def _instruction(self, examples):
+        batch = self._pad([ex["input_ids"] for ex in examples], [ex["labels"] for ex in examples])
+        batch["context"] = [ex["context"] for ex in examples]
+        batch["context_index"] = torch.arange(len(examples))
+        batch["objective"] = torch.full((len(examples),), INSTRUCTION)
+        return batch

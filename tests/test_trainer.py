@@ -1,0 +1,133 @@
+import json
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+import peft_generative as pg
+from peft_generative.trainer import GenerativeAdapterTrainer, GenerativeAdapterTrainingConfig
+
+WORDS = ("river market stone harbour council quarry salt trader warehouse spring square bridge lantern ferry "
+         "mill orchard").split()
+
+
+def documents(n, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(60, 120))) + "." for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(real_model_path):
+    tok = AutoTokenizer.from_pretrained(real_model_path)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+def small_base(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.config._name_or_path = "tiny-llama-smollm2-vocab"
+    return model
+
+
+def gen_config():
+    return pg.GenerativeAdapterConfig(task_type="CAUSAL_LM", key_dim=16, value_dim=16, rank=8, window=32)
+
+
+def train_args(tmp_path, **kwargs):
+    defaults = dict(output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=2, logging_steps=1,
+                    save_steps=2, report_to=[], num_segments=3, segment_length=16, learning_rate=1e-2,
+                    use_cpu=True, seed=0, disable_tqdm=True, dataloader_num_workers=0)
+    defaults.update(kwargs)
+    return GenerativeAdapterTrainingConfig(**defaults)
+
+
+def frozen_base_snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "generator_" not in n}
+
+
+def test_self_supervised_training_updates_only_the_generator(tmp_path, tokenizer):
+    trainer = GenerativeAdapterTrainer(
+        small_base(tokenizer), args=train_args(tmp_path, gradient_checkpointing=True),
+        train_dataset=Dataset.from_dict({"text": documents(30)}), processing_class=tokenizer,
+        peft_config=gen_config(),
+    )
+    stats = trainer.packing_stats["train"]
+    assert stats["blocks"] * 48 + stats["tokens_left_over"] == stats["tokens"]
+    before = frozen_base_snapshot(trainer.model)
+    gen_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "generator_" in n}
+    trainer.train()
+    after = frozen_base_snapshot(trainer.model)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    changed = [n for n, p in trainer.model.named_parameters() if "generator_" in n and not torch.equal(p, gen_before[n])]
+    assert changed
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 3 and all(math.isfinite(h["loss"]) for h in logs)
+    assert all("loss_completion" in h and "loss_reconstruction" in h for h in logs)
+
+
+def test_instruction_training_with_prompt_completion_and_messages(tmp_path, tokenizer):
+    data = Dataset.from_dict({
+        "context": ["The lantern of Velmora is green.", "The ferry leaves at noon."] * 2,
+        "prompt": ["What colour is the lantern?", "When does the ferry leave?"] * 2,
+        "completion": ["Green.", "At noon."] * 2,
+    })
+    trainer = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, max_steps=2),
+                                       train_dataset=data, processing_class=tokenizer, peft_config=gen_config())
+    row = trainer.train_dataset[0]
+    labelled = [t for t, l in zip(row["input_ids"], row["labels"]) if l != -100]
+    assert tokenizer.decode(labelled).strip().startswith("Green.")
+    assert "Velmora" not in tokenizer.decode(row["input_ids"])  # the context is never in the prompt
+    trainer.train()
+    chat = Dataset.from_dict({
+        "context": ["The mill grinds barley."] * 2,
+        "messages": [[{"role": "user", "content": "What does the mill grind?"},
+                      {"role": "assistant", "content": "Barley."}]] * 2,
+    })
+    trainer2 = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, max_steps=1),
+                                        train_dataset=chat, processing_class=tokenizer, peft_config=gen_config())
+    trainer2.train()
+
+
+def test_resume_from_checkpoint_continues_exactly(tmp_path, tokenizer):
+    data = Dataset.from_dict({"text": documents(30, seed=1)})
+    full = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path / "a", max_steps=4, save_steps=2),
+                                    train_dataset=data, processing_class=tokenizer, peft_config=gen_config())
+    full.train()
+    from transformers import TrainerCallback
+
+    class StopAfterTwo(TrainerCallback):  # an interruption: the process ends after step 2
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step >= 2
+
+    interrupted = GenerativeAdapterTrainer(small_base(tokenizer),
+                                           args=train_args(tmp_path / "b", max_steps=4, save_steps=2),
+                                           train_dataset=data, processing_class=tokenizer, peft_config=gen_config(),
+                                           callbacks=[StopAfterTwo()])
+    interrupted.train()
+    resumed = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path / "b", max_steps=4, save_steps=2),
+                                       train_dataset=data, processing_class=tokenizer, peft_config=gen_config())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-2"))
+    a = {n: p for n, p in full.model.named_parameters() if "generator_" in n}
+    b = {n: p for n, p in resumed.model.named_parameters() if "generator_" in n}
+    for n in a:
+        assert torch.allclose(a[n], b[n], atol=1e-6), n
+    saved = json.loads((tmp_path / "b" / "out" / "checkpoint-4" / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "GENERATIVE_ADAPTER"
+
+
+def test_wrong_peft_config_is_refused(tmp_path, tokenizer):
+    from peft import LoraConfig
+
+    with pytest.raises(TypeError, match="GenerativeAdapterConfig"):
+        GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path),
+                                 train_dataset=Dataset.from_dict({"text": documents(5)}), processing_class=tokenizer,
+                                 peft_config=LoraConfig())
+    with pytest.raises(ValueError, match="num_segments"):
+        train_args(tmp_path, num_segments=1)
