@@ -8,6 +8,7 @@ the model gains `contextualize`, `use_context`, `set_context`, `forget`, `load_c
 from ._registration import GENERATIVE_ADAPTER, register as _register
 from .config import GenerativeAdapterConfig
 from .context import GeneratedContext
+from .hub import push_to_hub
 from .layer import GenerativeLinear
 from .model import GenerativeAdapterModel
 
@@ -21,5 +22,6 @@ __all__ = [
     "GenerativeAdapterModel",
     "GenerativeLinear",
     "GeneratedContext",
+    "push_to_hub",
     "__version__",
 ]

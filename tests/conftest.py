@@ -9,6 +9,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2
 
 import peft_generative  # noqa: F401  (registers the PEFT type)
 
+from .hub_server import hub, hub_push, hub_server  # noqa: F401,E402  (a real Hub-compatible server)
+
 TINY = dict(
     vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
     num_key_value_heads=2, max_position_embeddings=256,
