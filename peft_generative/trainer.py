@@ -48,6 +48,9 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4 pretraining)."})
 
     def __post_init__(self):
+        if self.bf16 is None and not self.fp16 and (self.use_cpu or not _accelerator_available()):
+            # TRL turns bf16 autocast on by default; on CPUs without bf16 matrix units it runs many times slower
+            self.bf16 = False
         super().__post_init__()
         if self.num_segments < 2:
             raise ValueError("`num_segments` must be >= 2: at least one context segment and one target segment.")
@@ -55,6 +58,11 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             raise ValueError("`segment_length` must be >= 2.")
         if self.reconstruction_weight is not None and not 0 <= self.reconstruction_weight <= 1:
             raise ValueError("`reconstruction_weight` must be None or in [0, 1].")
+
+
+def _accelerator_available() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or \
+        torch.backends.mps.is_available()
 
 
 class GenerativeAdapterTrainer(SFTTrainer):

@@ -64,8 +64,9 @@ def _role_text(m: re.Match) -> str:
         return prefix + text.lstrip("~!")
     if text.endswith(">") and "<" in text:
         text = text[: text.rindex("<")].rstrip() or text
-    text = text.lstrip("~!")
-    return text
+    if text.startswith("~"):  # Sphinx shows only the last component of ~a.b.c
+        text = text[1:].rsplit(".", 1)[-1]
+    return text.lstrip("!")
 
 
 def _inline(line: str) -> str:
@@ -143,10 +144,10 @@ def clean_rst(text: str) -> str:
                 continue
             if base in _SIGNATURE and arg:
                 kept.append("")
-                kept.append(_inline(arg))
+                kept.append(arg)
                 kept.append("")
             elif arg and base not in {"versionadded", "versionchanged", "deprecated", "deprecated-removed"}:
-                kept.append(_inline(arg))
+                kept.append(arg)
             continue
         if _COMMENT.match(line):  # comment, link target, footnote or substitution definition
             skip_indent = ind
@@ -168,12 +169,13 @@ def clean_rst(text: str) -> str:
         if stripped.endswith("::"):  # literal block follows: keep the sentence, drop the code
             head = stripped[:-2].rstrip()
             if head:
-                kept.append(_inline(head if head.endswith(":") else head + ":"))
+                kept.append(head if head.endswith(":") else head + ":")
             kept.append("")
             skip_indent = ind
             continue
-        kept.append(_inline(stripped))
-    return unwrap_paragraphs(kept)
+        kept.append(stripped)
+    # Inline markup last, on unwrapped paragraphs: roles and links often wrap over two source lines.
+    return "\n".join(_inline(line) for line in unwrap_paragraphs(kept).split("\n"))
 
 
 def clean_plain(text: str) -> str:

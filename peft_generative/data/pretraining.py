@@ -18,8 +18,9 @@ key             raw download                                documents
 Output lines: ``{"text": str, "source": str, "id": str}``, one cleaned document per line, in ``train.jsonl`` and
 ``validation.jsonl``; ``manifest.json`` records the counts. Documents shorter than ``min_chars`` after cleaning are
 dropped, exact duplicates (case/space-insensitive) are kept once, and any document sharing a 13-word sequence with
-one of ``exclude_texts`` (evaluation passages) is dropped. The split is by a stable hash of the normalised text,
-so identical documents can never straddle train and validation.
+one of ``exclude_texts`` (evaluation passages) is dropped. The split is by a stable hash of the document id
+(``<source>/<path or article id>``), so it does not move when the cleaning changes; exact duplicates are removed
+before splitting, so identical texts cannot straddle train and validation.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .clean import clean_news, clean_plain, clean_rst
 from .jsonl import write_json, write_jsonl
 from .overlap import OverlapFilter
 from .progress import progress
-from .splits import assign_split, hash_order, normalize_key
+from .splits import hash_order, normalize_key, splitter
 
 __all__ = ["PRETRAINING_SOURCES", "build_pretraining_corpus", "iter_source_documents"]
 
@@ -177,6 +178,7 @@ def build_pretraining_corpus(
         raise KeyError(f"unknown pretraining sources {sorted(unknown)}; known: {sorted(_READERS)}")
     fractions = {"train": 1.0 - validation_fraction, "validation": validation_fraction}
     overlap = OverlapFilter(exclude_texts or (), n=exclude_ngram)
+    split_of = splitter(fractions, seed)
 
     seen: set[str] = set()
     records: dict[str, list[dict]] = {"train": [], "validation": []}
@@ -198,7 +200,7 @@ def build_pretraining_corpus(
             if overlap and overlap.overlaps(text):
                 st["overlap"] += 1
                 continue
-            split = assign_split(key, fractions, seed)
+            split = split_of(doc_id)
             records[split].append({"text": text, "source": source, "id": doc_id})
             st[split] += 1
             st["chars"] += len(text)

@@ -1,0 +1,11 @@
+"""Train a Generative Adapter generator (TRL-style script; same as `peft-generative train`).
+
+    python examples/scripts/train_generator.py --config examples/configs/pretrain_smollm2.yaml
+    accelerate launch --num_processes 2 examples/scripts/train_generator.py --config ...
+"""
+
+from peft_generative.train_script import main, make_parser
+
+if __name__ == "__main__":
+    script_args, training_args = make_parser().parse_args_and_config()
+    main(script_args, training_args)
