@@ -162,5 +162,8 @@ class GenerativeAdapterTrainer(SFTTrainer):
                 weight * parts["reconstruction"][0] / parts["reconstruction"][1]
         for name, (total, n) in parts.items():
             self._metrics[mode][f"loss_{name}"].append((total / n).item())
+        if mode == "train":
+            local = inputs["attention_mask"].sum()
+            self._total_train_tokens += self.accelerator.gather_for_metrics(local).sum().item()
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return (loss, outputs) if return_outputs else loss

@@ -131,3 +131,21 @@ def test_wrong_peft_config_is_refused(tmp_path, tokenizer):
                                  peft_config=LoraConfig())
     with pytest.raises(ValueError, match="num_segments"):
         train_args(tmp_path, num_segments=1)
+
+
+def test_perplexity_reports_adapter_and_both_baselines(tokenizer):
+    from peft import get_peft_model
+
+    from peft_generative.perplexity import context_perplexity
+
+    model = get_peft_model(small_base(tokenizer), gen_config())
+    result = context_perplexity(model, tokenizer, documents(10, seed=3), num_segments=3, segment_length=16,
+                                max_blocks=4, batch_size=2, progress=False)
+    assert result["blocks"] == 4
+    for objective in ("completion", "reconstruction"):
+        values = result[objective]
+        assert set(values) == {"adapter", "no_context", "in_prompt"}
+        assert all(math.isfinite(v) and v > 1 for v in values.values())
+        # a fresh generator is the base model: adapter perplexity equals the no-context one
+        assert values["adapter"] == pytest.approx(values["no_context"], rel=1e-5)
+        assert values["in_prompt"] != pytest.approx(values["no_context"], rel=1e-3)
