@@ -25,11 +25,13 @@ from .demonstrations import (
 )
 from .jsonl import read_jsonl, write_jsonl
 from .knowledge import build_knowledge_dataset, knowledge_passages, parse_example_input
+from .mixture import build_sft_mixture
 from .pretraining import PRETRAINING_SOURCES, build_pretraining_corpus
 from .splits import assign_split, stable_hash
 from .build import DATASETS, build_all
 
 __all__ = [
+    "build_sft_mixture",
     "DATA_ENV",
     "DATASETS",
     "HELDOUT_TASKS",

@@ -1,0 +1,46 @@
+"""The instruction-tuning mixture: knowledge QA, demonstrations and conversations in one `context` + `messages`
+JSONL (the format `GenerativeAdapterTrainer` reads), sampled with a fixed seed from the training splits only."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Optional
+
+from .jsonl import read_jsonl, write_jsonl
+
+DEFAULT_SIZES = {"knowledge": 6000, "demonstrations": 1500, "conversation": 1500}
+
+
+def _messages(record: dict, max_messages: int) -> Optional[list[dict]]:
+    if "messages" in record:
+        messages = [m for m in record["messages"] if m.get("content", "").strip()][:max_messages]
+        # end on an assistant turn so there is something to learn
+        while messages and messages[-1]["role"] != "assistant":
+            messages.pop()
+        return messages or None
+    return [{"role": "user", "content": record["prompt"]}, {"role": "assistant", "content": record["completion"]}]
+
+
+def build_sft_mixture(data_dir: str | Path, out_file: str | Path, sizes: Optional[dict] = None, seed: int = 0,
+                      split: str = "train", max_messages: int = 4) -> dict:
+    """Sample `sizes[task]` records from `<data_dir>/<task>/<split>.jsonl`, shuffle, write `out_file`."""
+    sizes = dict(DEFAULT_SIZES if sizes is None else sizes)
+    rng = random.Random(seed)
+    rows, counts = [], {}
+    for task, size in sizes.items():
+        records = list(read_jsonl(Path(data_dir) / task / f"{split}.jsonl"))
+        rng.shuffle(records)
+        taken = 0
+        for record in records:
+            if taken >= size:
+                break
+            messages = _messages(record, max_messages)
+            if not messages or not record.get("context", "").strip():
+                continue
+            rows.append({"context": record["context"], "messages": messages, "task": task})
+            taken += 1
+        counts[task] = taken
+    rng.shuffle(rows)
+    write_jsonl(out_file, rows)
+    return counts
