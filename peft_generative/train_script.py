@@ -71,8 +71,10 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
         )
     trainer = GenerativeAdapterTrainer(model, args=training_args, train_dataset=train, eval_dataset=evaluation,
                                        processing_class=tokenizer, peft_config=peft_config)
-    if trainer.packing_stats:
-        print(f"packing: {trainer.packing_stats}")
+    if trainer.is_world_process_zero():
+        print(f"processes: world_size={training_args.world_size}, device={training_args.device}")
+        if trainer.packing_stats:
+            print(f"packing: {trainer.packing_stats}")
     resume = training_args.resume_from_checkpoint
     if resume is None and os.path.isdir(training_args.output_dir):
         resume = get_last_checkpoint(training_args.output_dir)

@@ -149,3 +149,33 @@ def test_perplexity_reports_adapter_and_both_baselines(tokenizer):
         # a fresh generator is the base model: adapter perplexity equals the no-context one
         assert values["adapter"] == pytest.approx(values["no_context"], rel=1e-5)
         assert values["in_prompt"] != pytest.approx(values["no_context"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes(tmp_path, tokenizer):
+    """`accelerate launch` with 2 processes (gloo) runs the training script to the end and saves the generator."""
+    import os
+    import subprocess
+    import sys
+
+    model_dir = tmp_path / "tiny"
+    small_base(tokenizer).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in documents(20)))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+           "examples/scripts/train_generator.py", "--train_file", str(data), "--model_name_or_path", str(model_dir),
+           "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "1",
+           "--num_segments", "3", "--segment_length", "16", "--key_dim", "16", "--value_dim", "16", "--rank", "8",
+           "--window", "32", "--report_to", "none", "--save_steps", "2", "--logging_steps", "1",
+           "--disable_tqdm", "true"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
+    result = subprocess.run(cmd, cwd=os.path.dirname(os.path.dirname(__file__)), env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world_size=2" in result.stdout
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert (out / "final" / "adapter_model.safetensors").exists()

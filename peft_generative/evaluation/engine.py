@@ -1,0 +1,221 @@
+"""Running the frozen LM the three compared ways, in batches: prompts, greedy answers, continuation log-likelihoods.
+
+- `closed_book`: the base model (`use_context(None)`), question only;
+- `prompting`: the base model with the context in the prompt (the user message is `context + "\\n\\n" + question`,
+  the format of `peft_generative.answering.chat_inputs`);
+- `adapter`: the model carrying the adapter generated from the context, question only.
+
+Prompts that would not fit the base model's positions are shortened by dropping the *start* of the context (the
+most recent text is kept); such answers are flagged `truncated`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+
+from ..answering import chat_inputs
+from ..context import GeneratedContext
+from ..inputs import _chunk_prefix
+from ..training_data import tokenize_conversation
+from .cost import base_config, contextualize_flops, tuner_of
+
+__all__ = ["METHODS", "METHOD_LABELS", "Unit", "Engine"]
+
+METHODS = ("closed_book", "prompting", "adapter")
+METHOD_LABELS = {"closed_book": "closed-book", "prompting": "context in prompt", "adapter": "generative adapter"}
+
+
+@dataclass
+class Unit:
+    """One context and the queries asked against it."""
+
+    uid: str
+    context: str
+    queries: list
+    group: str
+    context_tokens: int = 0
+    meta: dict = field(default_factory=dict)
+    bucket: str = ""
+
+
+class Engine:
+    """Wraps a peft model carrying a Generative Adapter and its tokenizer."""
+
+    def __init__(self, model, tokenizer, *, max_new_tokens: int = 32, batch_size: int = 8):
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be positive.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tuner = tuner_of(model)
+        self.config = base_config(model)
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.max_positions = getattr(self.config, "max_position_embeddings", None) or 1 << 30
+        self.device = next(model.parameters()).device
+        eos = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
+        self.stop_ids = {i for i in (eos, tokenizer.pad_token_id) if i is not None}
+        self.chunk_prefix_tokens = len(_chunk_prefix(tokenizer))
+        self._continuations: dict[str, list[int]] = {}
+
+    # ---- text and prompts --------------------------------------------------------------------------------------
+    def token_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.token_ids(text))
+
+    def chat_ids(self, user_text: str, context: Optional[str] = None) -> list[int]:
+        return chat_inputs(self.tokenizer, user_text, context)["input_ids"][0].tolist()
+
+    def _keep_last(self, text: str, tokens: int) -> str:
+        ids = self.token_ids(text)
+        return self.tokenizer.decode(ids[-tokens:]) if tokens > 0 else ""
+
+    def prompt(self, user_text: str, context: Optional[str] = None, reserve: int = 0) -> tuple[list[int], bool]:
+        """Prompt ids (chat format) and whether the context had to be shortened to leave `reserve` positions."""
+        if context is None:
+            return self.chat_ids(user_text), False
+        context = context.strip()
+        ids = self.chat_ids(user_text, context)
+        if len(ids) + reserve <= self.max_positions:
+            return ids, False
+        room = self.max_positions - reserve - len(self.chat_ids(user_text)) - 4
+        while True:  # re-tokenising across the cut may add a token or two: shrink until it fits
+            kept = self._keep_last(context, room)
+            ids = self.chat_ids(user_text, kept) if kept.strip() else self.chat_ids(user_text)
+            if len(ids) + reserve <= self.max_positions or room <= 0:
+                return ids, True
+            room -= max(8, len(ids) + reserve - self.max_positions)
+
+    # ---- contexts ----------------------------------------------------------------------------------------------
+    def contextualize(self, text: str) -> tuple[GeneratedContext, float, float]:
+        """(adapter, seconds, estimated FLOPs) for one context."""
+        start = time.perf_counter()
+        ctx = self.tuner.contextualize(text, tokenizer=self.tokenizer, activate=False, progress=False)
+        seconds = time.perf_counter() - start
+        return ctx, seconds, contextualize_flops(self.model, ctx.num_tokens[0], self.chunk_prefix_tokens)
+
+    def _batch_context(self, contexts: Optional[Sequence[Optional[GeneratedContext]]]):
+        if contexts is None or all(c is None for c in contexts):
+            return None
+        return GeneratedContext.stack(list(contexts))
+
+    # ---- generation --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[list[int]],
+                 contexts: Optional[Sequence[Optional[GeneratedContext]]] = None) -> list[tuple[str, int]]:
+        """Greedy answers (cut at the first newline) and the number of tokens generated, for left-padded rows."""
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+        ctx = self._batch_context(contexts)
+        with self.tuner.use_context(ctx):
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1, pad_token_id=self.pad_id,
+                stop_strings=["\n"], tokenizer=self.tokenizer,
+            )
+        results = []
+        for row in out[:, width:].tolist():
+            n = next((i + 1 for i, t in enumerate(row) if t in self.stop_ids), len(row))
+            text = self.tokenizer.decode(row[:n], skip_special_tokens=True).strip()
+            results.append((text.split("\n")[0].strip(), n))
+        return results
+
+    # ---- log-likelihood of given continuations -------------------------------------------------------------------
+    def continuation_ids(self, text: str) -> list[int]:
+        """Tokens of `text` as the assistant's reply (up to its end-of-turn token): what option scoring scores."""
+        if text not in self._continuations:
+            tok = self.tokenizer
+            if getattr(tok, "chat_template", None):
+                user = [{"role": "user", "content": "x"}]
+                prefix = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=True)
+                full = tok.apply_chat_template(user + [{"role": "assistant", "content": text}], tokenize=True,
+                                               return_dict=True)
+                prefix, full = list(prefix["input_ids"]), list(full["input_ids"])
+                if full[: len(prefix)] != prefix:
+                    raise ValueError("The chat template is not prefix-stable; cannot score options.")
+                ids = full[len(prefix):]
+                eos = tok.eos_token_id
+                if eos in ids:
+                    ids = ids[: ids.index(eos) + 1]
+            else:
+                ids = self.token_ids(" " + text)
+            if not ids:
+                raise ValueError(f"Option {text!r} has no tokens.")
+            self._continuations[text] = ids
+        return self._continuations[text]
+
+    @torch.no_grad()
+    def continuation_logprobs(self, rows: Sequence[tuple[list[int], list[int]]],
+                              contexts: Optional[Sequence[Optional[GeneratedContext]]] = None) -> list[float]:
+        """Sum of log p(continuation | prompt) per `(prompt_ids, continuation_ids)` row (right-padded batch)."""
+        seqs = [p + c for p, c in rows]
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        keep = torch.zeros((len(seqs), width), dtype=torch.bool)
+        targets = []
+        for i, ((p, c), s) in enumerate(zip(rows, seqs)):
+            input_ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+            keep[i, len(p) - 1: len(s) - 1] = True  # positions predicting the continuation's tokens
+            targets += c
+        ctx = self._batch_context(contexts)
+        with self.tuner.use_context(ctx):
+            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                logits_to_keep=keep.to(self.device)).logits
+        logits = logits.reshape(-1, logits.shape[-1]).float()
+        logp = torch.log_softmax(logits, dim=-1)
+        picked = logp.gather(-1, torch.tensor(targets, device=logp.device).unsqueeze(-1)).squeeze(-1).cpu()
+        out, start = [], 0
+        for _, c in rows:
+            out.append(picked[start: start + len(c)].sum().item())
+            start += len(c)
+        return out
+
+    # ---- conversations -----------------------------------------------------------------------------------------
+    @staticmethod
+    def with_context(messages: list[dict], context: Optional[str]) -> list[dict]:
+        """Put `context` in front of the first user message (or as a first user message before an assistant)."""
+        messages = [dict(m) for m in messages]
+        if context is None:
+            return messages
+        if messages and messages[0]["role"] == "user":
+            messages[0]["content"] = f"{context}\n\n{messages[0]['content']}"
+            return messages
+        return [{"role": "user", "content": context}] + messages
+
+    @torch.no_grad()
+    def conversation_nll(self, messages: list[dict], context: Optional[str] = None,
+                         ctx: Optional[GeneratedContext] = None) -> dict:
+        """Negative log-likelihood of the assistant turns of `messages` (history in the prompt, as an adapter, or
+        neither): `{"nll", "tokens", "sequence_tokens", "truncated"}`."""
+        ids, labels = tokenize_conversation(self.tokenizer, self.with_context(messages, context))
+        truncated = False
+        if context is not None and len(ids) > self.max_positions:
+            bare = len(tokenize_conversation(self.tokenizer, messages)[0])
+            context = self._keep_last(context, self.max_positions - bare - 8)
+            ids, labels = tokenize_conversation(self.tokenizer, self.with_context(messages, context or None))
+            truncated = True
+        if len(ids) > self.max_positions:  # the session alone is too long: score its beginning
+            ids, labels, truncated = ids[: self.max_positions], labels[: self.max_positions], True
+        keep = torch.zeros((1, len(ids)), dtype=torch.bool)
+        targets = [labels[p + 1] for p in range(len(ids) - 1) if labels[p + 1] != -100]
+        for p in range(len(ids) - 1):
+            keep[0, p] = labels[p + 1] != -100
+        with self.tuner.use_context(ctx):
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device),
+                                logits_to_keep=keep.to(self.device)).logits
+        logp = torch.log_softmax(logits.reshape(-1, logits.shape[-1]).float(), dim=-1)
+        picked = logp.gather(-1, torch.tensor(targets, device=logp.device).unsqueeze(-1))
+        return {"nll": -picked.sum().item(), "tokens": len(targets), "sequence_tokens": len(ids),
+                "truncated": truncated}

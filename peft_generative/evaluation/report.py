@@ -1,0 +1,255 @@
+"""Summaries of per-answer records and the files an evaluation writes: JSON, Markdown table, PNG plots.
+
+Written to `out_dir`: `results.json` (everything below), `results.md` (tables), `predictions.jsonl` (one line per
+answer and method), `score_by_length.png` (score per context-length bucket, one line per method) and
+`score_vs_cost.png` (score against FLOPs per answer and against bytes of per-context state). Plots need
+matplotlib (the `plots` extra); without it they are skipped with a note in `results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from ..costs import format_bytes
+from .engine import METHOD_LABELS
+from .metrics import perplexity
+
+__all__ = ["METRICS", "bucket_label", "bucket_labels", "aggregate", "summarize", "to_markdown", "write_report"]
+
+METRICS = {
+    "f1": {"name": "token F1 (SQuAD normalisation, best gold), x100", "higher_is_better": True},
+    "accuracy": {"name": "accuracy (exact match), x100", "higher_is_better": True},
+    "perplexity": {"name": "perplexity of the assistant replies", "higher_is_better": False},
+}
+
+
+# ---- buckets ----------------------------------------------------------------------------------------------------
+def bucket_labels(buckets: Sequence[int]) -> list[str]:
+    """Labels of the context-length buckets, shortest first: `<=512`, `513-1024`, ..., `>8192`."""
+    edges = sorted(set(int(b) for b in buckets))
+    if not edges or edges[0] < 1:
+        raise ValueError(f"buckets must be positive token counts, got {list(buckets)}.")
+    labels = [f"<={edges[0]}"] + [f"{a + 1}-{b}" for a, b in zip(edges, edges[1:])]
+    return labels + [f">{edges[-1]}"]
+
+
+def bucket_label(tokens: int, buckets: Sequence[int]) -> str:
+    """The bucket of a context of `tokens` tokens: the smallest edge >= tokens (or above the largest)."""
+    edges = sorted(set(int(b) for b in buckets))
+    labels = bucket_labels(edges)
+    for edge, label in zip(edges, labels):
+        if tokens <= edge:
+            return label
+    return labels[-1]
+
+
+# ---- aggregation ------------------------------------------------------------------------------------------------
+def aggregate(records: Sequence[dict], metric: str) -> dict:
+    """`{"score", "answers"}` (+ `"exact_match"` for F1, `"scored_tokens"` for perplexity) of some records."""
+    out: dict = {"answers": len(records)}
+    if not records:
+        return out | {"score": math.nan}
+    if metric == "f1":
+        out["score"] = 100 * sum(r["f1"] for r in records) / len(records)
+        out["exact_match"] = 100 * sum(r["em"] for r in records) / len(records)
+    elif metric == "accuracy":
+        out["score"] = 100 * sum(r["correct"] for r in records) / len(records)
+    elif metric == "perplexity":
+        tokens = sum(r["tokens"] for r in records)
+        out["score"] = perplexity(sum(r["nll"] for r in records), tokens)
+        out["scored_tokens"] = tokens
+    else:
+        raise ValueError(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
+    return out
+
+
+def _mean(values: Iterable[float]) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else math.nan
+
+
+def method_summary(records: Sequence[dict], metric: str) -> dict:
+    out = aggregate(records, metric)
+    units: dict[str, dict] = {}
+    for r in records:
+        units.setdefault(r["unit"], r)
+    answer_seconds = sum(r["seconds"] for r in records)
+    context_seconds = sum(r["context_seconds"] for r in records)
+    out.update({
+        "contexts": len(units),
+        "examples_per_s": len(records) / (answer_seconds + context_seconds) if records else math.nan,
+        "seconds_per_answer": _mean(r["seconds"] for r in records),
+        "context_seconds_per_answer": _mean(r["context_seconds"] for r in records),
+        "flops_per_answer": _mean(r["flops"] for r in records),
+        "context_flops_per_answer": _mean(r["context_flops"] for r in records),
+        "prompt_tokens_per_answer": _mean(r["prompt_tokens"] for r in records),
+        "generated_tokens_per_answer": _mean(r["generated_tokens"] for r in records),
+        "state_bytes_per_context": _mean(u["state_bytes"] for u in units.values()),
+        "context_tokens_per_context": _mean(u["context_tokens"] for u in units.values()),
+        "truncated_answers": sum(bool(r["truncated"]) for r in records),
+    })
+    out["total_flops_per_answer"] = out["flops_per_answer"] + out["context_flops_per_answer"]
+    out["total_seconds_per_answer"] = out["seconds_per_answer"] + out["context_seconds_per_answer"]
+    return out
+
+
+def _table(records: Sequence[dict], key: str, order: Sequence[str], methods: Sequence[str], metric: str) -> dict:
+    grouped: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        grouped[r[key]][r["method"]].append(r)
+    return {label: {m: aggregate(grouped[label][m], metric) for m in methods if grouped[label][m]}
+            for label in order if label in grouped}
+
+
+def summarize(records: Sequence[dict], *, metric: str, methods: Sequence[str], buckets: Sequence[int]) -> dict:
+    """Per-method summary, and scores per context-length bucket and per group (documents per context, k, ...)."""
+    by_method = {m: [r for r in records if r["method"] == m] for m in methods}
+    groups = sorted({r["group"] for r in records}, key=_natural)
+    return {
+        "metric": metric, "metric_name": METRICS[metric]["name"],
+        "higher_is_better": METRICS[metric]["higher_is_better"],
+        "methods": {m: method_summary(rs, metric) for m, rs in by_method.items() if rs},
+        "by_bucket": _table(records, "bucket", bucket_labels(buckets), methods, metric),
+        "by_group": _table(records, "group", groups, methods, metric),
+    }
+
+
+def _natural(label: str):
+    name, _, value = label.partition("=")
+    return (name, int(value)) if value.isdigit() else (name, math.inf)
+
+
+# ---- Markdown ---------------------------------------------------------------------------------------------------
+def _fmt(value: Optional[float], digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _gflops(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value / 1e9:.3g}"
+
+
+def to_markdown(result: dict) -> str:
+    methods = result["methods"]
+    metric = result["metric"]
+    lines = [
+        f"# {result['task']} evaluation",
+        "",
+        f"- data: `{result['data_file']}`; model: `{result['model']}`; generator: `{result['generator']}`"
+        + ("" if result.get("generator_trained", True) else " (untrained: adapters are zero)"),
+        f"- score: {result['metric_name']} ({'higher' if result['higher_is_better'] else 'lower'} is better)",
+        f"- {result['settings']['contexts']} contexts, wall time {result['wall_seconds']:.1f} s",
+        "",
+        "| method | score | " + ("EM | " if metric == "f1" else "") + "answers | answers/s | s/answer "
+        "| + context s/answer | GFLOPs/answer | + context GFLOPs/answer | state per context | truncated |",
+        "|---|---:|" + ("---:|" if metric == "f1" else "") + "---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m, s in methods.items():
+        lines.append(
+            f"| {METHOD_LABELS.get(m, m)} | {_fmt(s['score'])} | "
+            + (f"{_fmt(s.get('exact_match'))} | " if metric == "f1" else "")
+            + f"{s['answers']} | {_fmt(s['examples_per_s'])} | {_fmt(s['seconds_per_answer'], 3)} | "
+            f"{_fmt(s['context_seconds_per_answer'], 3)} | {_gflops(s['flops_per_answer'])} | "
+            f"{_gflops(s['context_flops_per_answer'])} | {format_bytes(s['state_bytes_per_context'])} | "
+            f"{s['truncated_answers']} |"
+        )
+    for title, key in (("context length (tokens)", "by_bucket"), ("group", "by_group")):
+        table = result[key]
+        if not table:
+            continue
+        names = list(methods)
+        lines += ["", f"| {title} | " + " | ".join(METHOD_LABELS.get(m, m) for m in names) + " | answers |",
+                  "|---|" + "---:|" * (len(names) + 1)]
+        for label, row in table.items():
+            counts = max((c["answers"] for c in row.values()), default=0)
+            lines.append(f"| {label} | " + " | ".join(_fmt(row[m]["score"]) if m in row else "-" for m in names)
+                         + f" | {counts} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- plots ------------------------------------------------------------------------------------------------------
+def _plots(result: dict, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = {}
+    methods = list(result["methods"])
+    ylabel = "perplexity" if result["metric"] == "perplexity" else "score"
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    labels = list(result["by_bucket"])
+    for m in methods:
+        xs = [i for i, label in enumerate(labels) if m in result["by_bucket"][label]]
+        ys = [result["by_bucket"][labels[i]][m]["score"] for i in xs]
+        ax.plot(xs, ys, marker="o", label=METHOD_LABELS.get(m, m))
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{result['task']}: {ylabel} by context length")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / "score_by_length.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    written["score_by_length"] = str(path)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for m in methods:
+        s = result["methods"][m]
+        label = METHOD_LABELS.get(m, m)
+        left.scatter([s["total_flops_per_answer"] / 1e9], [s["score"]], s=60, label=label)
+        right.scatter([s["state_bytes_per_context"]], [s["score"]], s=60, label=label)
+    left.set_xscale("log")
+    left.set_xlabel("GFLOPs per answer (incl. amortised contextualisation)")
+    right.set_xscale("symlog", linthresh=1.0)
+    right.set_xlabel("bytes of per-context state (KV cache vs adapter)")
+    left.set_ylabel(ylabel)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    left.legend()
+    fig.suptitle(f"{result['task']}: {ylabel} vs cost")
+    fig.tight_layout()
+    path = out / "score_vs_cost.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    written["score_vs_cost"] = str(path)
+    return written
+
+
+def _clean(value):
+    """JSON-safe copy: nan/inf become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_report(result: dict, records: Sequence[dict], out_dir: str | os.PathLike) -> dict[str, str]:
+    """Write the result files into `out_dir`; returns `{kind: path}` (also stored in `result["files"]`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": str(out / "results.json"), "markdown": str(out / "results.md"),
+             "predictions": str(out / "predictions.jsonl")}
+    try:
+        files.update(_plots(result, out))
+    except ImportError:
+        result["plots_skipped"] = "matplotlib is not installed (pip install 'peft-generative[plots]')"
+    result["files"] = files
+    with open(files["predictions"], "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(_clean(r), ensure_ascii=False) + "\n")
+    Path(files["markdown"]).write_text(to_markdown(result), encoding="utf-8")
+    Path(files["json"]).write_text(json.dumps(_clean(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return files
