@@ -164,13 +164,15 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tokenizer):
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in documents(20)))
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    # --multi_gpu selects accelerate's torchrun-based multi-process launcher; with no GPU (use_cpu) the processes
+    # run on the CPU and torch.distributed uses the gloo backend.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
            "examples/scripts/train_generator.py", "--train_file", str(data), "--model_name_or_path", str(model_dir),
            "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "1",
            "--num_segments", "3", "--segment_length", "16", "--key_dim", "16", "--value_dim", "16", "--rank", "8",
            "--window", "32", "--report_to", "none", "--save_steps", "2", "--logging_steps", "1",
-           "--disable_tqdm", "true"]
+           "--disable_tqdm", "true", "--use_cpu", "true"]
     env = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
     result = subprocess.run(cmd, cwd=os.path.dirname(os.path.dirname(__file__)), env=env, capture_output=True,
                             text=True, timeout=600)

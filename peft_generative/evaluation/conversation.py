@@ -46,8 +46,8 @@ def load_conversations(path) -> tuple[list[dict], str]:
             kind, payload = "probes", check_questions(record["probes"], where)
         elif "next" in record:
             kind, payload = "next", _messages(record["next"], "next", where)
-            if not any(m["role"] == "assistant" for m in payload):
-                raise EvalDataError(f"{where}: 'next' has no assistant message to score.")
+            if not any(m["scored"] for m in Engine.mark_scored(payload)):
+                raise EvalDataError(f"{where}: 'next' has no assistant message after a user message to score.")
         else:
             raise EvalDataError(
                 f"{where}: missing key 'probes' or 'next' (the conversation format needs one; see "

@@ -16,17 +16,47 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ..answering import chat_inputs
 from ..context import GeneratedContext
 from ..inputs import _chunk_prefix
-from ..training_data import tokenize_conversation
 from .cost import base_config, contextualize_flops, tuner_of
 
 __all__ = ["METHODS", "METHOD_LABELS", "Unit", "Engine"]
 
 METHODS = ("closed_book", "prompting", "adapter")
 METHOD_LABELS = {"closed_book": "closed-book", "prompting": "context in prompt", "adapter": "generative adapter"}
+
+
+_TOKEN_TABLES: dict = {}
+
+
+def _token_tables(tokenizer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per vocabulary id: does its text contain a newline, any non-space, non-space before its first newline."""
+    key = (type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer))
+    if key not in _TOKEN_TABLES:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        _TOKEN_TABLES[key] = (
+            torch.tensor(["\n" in t for t in texts]),
+            torch.tensor([bool(t.strip()) for t in texts]),
+            torch.tensor([bool(t.split("\n")[0].strip()) for t in texts]),
+        )
+    return _TOKEN_TABLES[key]
+
+
+class FirstLineStop(StoppingCriteria):
+    """Stops a row once its answer has a complete first line (a newline after some non-space text)."""
+
+    def __init__(self, tokenizer, prompt_width: int):
+        self.newline, self.content, self.content_before_newline = _token_tables(tokenizer)
+        self.width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        generated = input_ids[:, self.width:].cpu().clamp(max=len(self.newline) - 1)
+        last = generated[:, -1]
+        before = self.content[generated[:, :-1]].any(-1)
+        return (self.newline[last] & (before | self.content_before_newline[last])).to(input_ids.device)
 
 
 @dataclass
@@ -121,7 +151,7 @@ class Engine:
             out = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                 max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1, pad_token_id=self.pad_id,
-                stop_strings=["\n"], tokenizer=self.tokenizer,
+                stopping_criteria=StoppingCriteriaList([FirstLineStop(self.tokenizer, width)]),
             )
         results = []
         for row in out[:, width:].tolist():
@@ -192,19 +222,51 @@ class Engine:
         if messages and messages[0]["role"] == "user":
             messages[0]["content"] = f"{context}\n\n{messages[0]['content']}"
             return messages
-        return [{"role": "user", "content": context}] + messages
+        return [{"role": "user", "content": context, "scored": False}] + messages
+
+    def conversation_tokens(self, messages: list[dict]) -> tuple[list[int], list[int]]:
+        """Token ids of a chat and labels on the scored assistant turns (`"scored": True`), -100 elsewhere."""
+        tok = self.tokenizer
+        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+        ids: list[int] = []
+        labels: list[int] = []
+        for i, message in enumerate(messages):
+            if not message.get("scored"):
+                continue
+            prefix = list(tok.apply_chat_template(plain[:i], add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True)["input_ids"])
+            full = list(tok.apply_chat_template(plain[: i + 1], tokenize=True, return_dict=True)["input_ids"])
+            if full[: len(prefix)] != prefix or len(prefix) < len(ids):
+                raise ValueError("The chat template is not prefix-stable; cannot locate the assistant tokens.")
+            labels += [-100] * (len(prefix) - len(ids)) + full[len(prefix):]
+            ids = full
+        if not ids:
+            raise ValueError("The conversation has no assistant reply (after a user message) to score.")
+        return ids, labels
+
+    @staticmethod
+    def mark_scored(messages: list[dict]) -> list[dict]:
+        """Assistant replies that follow a user message are scored; an opening assistant message is not (it answers
+        nothing, and no prompt exists before it in the closed-book and adapter settings)."""
+        out, seen_user = [], False
+        for m in messages:
+            seen_user = seen_user or m["role"] == "user"
+            out.append({"role": m["role"], "content": m["content"],
+                        "scored": m["role"] == "assistant" and seen_user})
+        return out
 
     @torch.no_grad()
     def conversation_nll(self, messages: list[dict], context: Optional[str] = None,
                          ctx: Optional[GeneratedContext] = None) -> dict:
-        """Negative log-likelihood of the assistant turns of `messages` (history in the prompt, as an adapter, or
-        neither): `{"nll", "tokens", "sequence_tokens", "truncated"}`."""
-        ids, labels = tokenize_conversation(self.tokenizer, self.with_context(messages, context))
+        """Negative log-likelihood of the assistant replies of `messages` (history in the prompt, as an adapter, or
+        neither): `{"nll", "tokens", "sequence_tokens", "truncated"}`. The same tokens are scored in all three."""
+        messages = self.mark_scored(messages)
+        ids, labels = self.conversation_tokens(self.with_context(messages, context))
         truncated = False
         if context is not None and len(ids) > self.max_positions:
-            bare = len(tokenize_conversation(self.tokenizer, messages)[0])
+            bare = len(self.conversation_tokens(messages)[0])
             context = self._keep_last(context, self.max_positions - bare - 8)
-            ids, labels = tokenize_conversation(self.tokenizer, self.with_context(messages, context or None))
+            ids, labels = self.conversation_tokens(self.with_context(messages, context or None))
             truncated = True
         if len(ids) > self.max_positions:  # the session alone is too long: score its beginning
             ids, labels, truncated = ids[: self.max_positions], labels[: self.max_positions], True

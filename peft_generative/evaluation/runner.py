@@ -1,0 +1,274 @@
+"""`evaluate(...)`: the three methods on the same examples of one task, with accuracy and cost; and the CLI
+subcommand `peft-generative eval` (`add_eval_parser` / `run_eval_from_args`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from . import conversation, demonstrations, knowledge
+from .cost import adapter_bytes, base_config, kv_cache_bytes, tuner_of
+from .engine import METHODS, Engine, Unit
+from .report import bucket_label, summarize, to_markdown, write_report
+
+__all__ = ["TASKS", "DEFAULT_BUCKETS", "evaluate", "add_eval_parser", "run_eval_from_args"]
+
+TASKS = {
+    knowledge.TASK: knowledge.prepare,
+    demonstrations.TASK: demonstrations.prepare,
+    conversation.TASK: conversation.prepare,
+}
+DEFAULT_BUCKETS = (512, 1024, 2048, 4096, 8192)
+DEFAULT_GROUP_SIZES = (1, 4, 16)
+UNTRAINED = ("NOTE: no trained generator is available, so a fresh (untrained) generator is used: its adapters are "
+             "exactly zero and the generative-adapter scores equal the closed-book ones.")
+
+
+def _load(model, generator, tokenizer):
+    """(peft_model, tokenizer, description) from names (loaded) or from an already-loaded peft model."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        from ..loading import load_generative_model
+
+        peft_model, tokenizer, info = load_generative_model(None if model is None else str(model), generator)
+        from ..default_model import DEFAULT_MODEL
+
+        return peft_model, tokenizer, {"model": str(model) if model else DEFAULT_MODEL,
+                                       "generator": info["generator"] or "fresh (untrained)",
+                                       "generator_trained": info["trained"]}
+    tuner = tuner_of(model)
+    tokenizer = tokenizer or getattr(tuner, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("Pass `tokenizer=` (or call model.set_tokenizer(tokenizer)) when giving a loaded model.")
+    name = getattr(base_config(model), "_name_or_path", None) or type(model).__name__
+    trained = any(bool(p.detach().abs().sum() > 0) for n, p in model.named_parameters() if "generator_B" in n)
+    return model, tokenizer, {"model": name, "generator": str(generator) if generator else "(loaded model)",
+                              "generator_trained": trained}
+
+
+def _unique_ids(units: list[Unit]) -> None:
+    seen: dict[str, int] = {}
+    for u in units:
+        n = seen.get(u.uid, 0)
+        seen[u.uid] = n + 1
+        if n:
+            u.uid = f"{u.uid}#{n}"
+
+
+def _run_method(engine: Engine, task: str, method: str, units: Sequence[Unit], score, progress: bool) -> list[dict]:
+    records: list[dict] = []
+    costs: dict[str, tuple[float, float, int]] = {}
+    bar = tqdm(total=sum(len(u.queries) for u in units), desc=f"{task}/{method}", unit="answer",
+               disable=not progress, leave=False)
+
+    def flush(items):
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = score(engine, method, items)
+        share = (time.perf_counter() - start) / len(items)
+        for (unit, _, _), rec in zip(items, out):
+            seconds, flops, state = costs[unit.uid]
+            n = len(unit.queries)
+            records.append({
+                "method": method, "unit": unit.uid, "group": unit.group, "bucket": unit.bucket,
+                "context_tokens": unit.context_tokens, **rec, "seconds": share, "context_seconds": seconds / n,
+                "context_flops": flops / n, "state_bytes": state,
+            })
+        bar.update(len(items))
+
+    pending: list = []
+    try:
+        for unit in units:
+            ctx = None
+            if method == "adapter":
+                ctx, seconds, flops = engine.contextualize(unit.context)
+                costs[unit.uid] = (seconds, flops, adapter_bytes(ctx))
+            elif method == "prompting":
+                costs[unit.uid] = (0.0, 0.0, kv_cache_bytes(engine.model, min(unit.context_tokens,
+                                                                               engine.max_positions)))
+            else:
+                costs[unit.uid] = (0.0, 0.0, 0)
+            for query in unit.queries:
+                pending.append((unit, query, ctx))
+                if len(pending) >= engine.batch_size:
+                    flush(pending)
+                    pending = []
+        if pending:
+            flush(pending)
+    finally:
+        bar.close()
+    return records
+
+
+def evaluate(
+    task: str,
+    data_file: str | os.PathLike,
+    model=None,
+    generator: Optional[str] = None,
+    limit: Optional[int] = None,
+    out_dir: Optional[str | os.PathLike] = None,
+    buckets: Sequence[int] = DEFAULT_BUCKETS,
+    *,
+    tokenizer=None,
+    methods: Sequence[str] = METHODS,
+    group_sizes: Sequence[int] = DEFAULT_GROUP_SIZES,
+    max_questions: Optional[int] = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 32,
+    progress: bool = True,
+) -> dict:
+    """Evaluate closed-book, prompting and generative-adapter answering on one task file.
+
+    Args:
+        task: `"knowledge"`, `"demonstrations"` or `"conversation"` (formats: docs/evaluation.md).
+        data_file: a JSON Lines file in that task's format.
+        model: a base model name/path (None: the embedded default) loaded with `generator`, or an already-loaded
+            peft model carrying a Generative Adapter (then pass `tokenizer` unless `set_tokenizer` was called).
+        generator: generator directory or Hub id (default: the shipped one for the default model, else fresh).
+        limit: at most this many contexts (knowledge: per group size; others: records of the file, in order).
+        out_dir: write results.json, results.md, predictions.jsonl and PNG plots there (None: write nothing).
+        buckets: context-length bucket edges in tokens (a context goes to the smallest edge >= its length).
+        methods: any of `"closed_book"`, `"prompting"`, `"adapter"`.
+        group_sizes: knowledge only: documents concatenated into one context (each size evaluated separately).
+        max_questions: at most this many questions/queries/probes per context.
+        batch_size: answers per batch (left-padded generation, one adapter row per answer).
+        max_new_tokens: answer length limit (greedy; answers stop at the first newline).
+
+    Returns:
+        The result dict written to results.json (`methods`, `by_bucket`, `by_group`, settings, ...), plus
+        `records` (one per answer and method).
+    """
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}.")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"Unknown or no methods {list(methods)}; choose from {list(METHODS)}.")
+    for name, value in (("limit", limit), ("max_questions", max_questions)):
+        if value is not None and value < 1:
+            raise ValueError(f"`{name}` must be a positive integer or None, got {value!r}.")
+    buckets = sorted(set(int(b) for b in buckets))
+    if not buckets or buckets[0] < 1:
+        raise ValueError(f"`buckets` must be positive token counts, got {buckets}.")
+    data_file = Path(data_file)
+    if not data_file.is_file():
+        raise FileNotFoundError(f"No evaluation file at {data_file}.")
+
+    peft_model, tokenizer, described = _load(model, generator, tokenizer)
+    engine = Engine(peft_model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    was_training = peft_model.training
+    peft_model.eval()
+    start = time.perf_counter()
+    try:
+        prepared = TASKS[task](data_file, engine, limit=limit, max_questions=max_questions, group_sizes=group_sizes)
+        units = prepared["units"]
+        _unique_ids(units)
+        for unit in units:
+            unit.bucket = bucket_label(unit.context_tokens, buckets)
+        records = []
+        for method in methods:
+            records += _run_method(engine, task, method, units, prepared["score"], progress)
+    finally:
+        peft_model.train(was_training)
+    wall = time.perf_counter() - start
+    param = next(peft_model.parameters())
+    result = {
+        "task": task,
+        "data_file": str(data_file),
+        **described,
+        "settings": {
+            "methods": list(methods), "limit": limit, "max_questions": max_questions, "buckets": buckets,
+            "group_sizes": sorted(set(int(g) for g in group_sizes)) if task == knowledge.TASK else None,
+            "batch_size": batch_size, "max_new_tokens": max_new_tokens, "decoding": "greedy, cut at first newline",
+            "dtype": str(param.dtype).replace("torch.", ""), "device": str(param.device),
+            "torch_threads": torch.get_num_threads(), "contexts": len(units),
+        },
+        "data": prepared["info"],
+        "wall_seconds": wall,
+        **summarize(records, metric=prepared["metric"], methods=list(methods), buckets=buckets),
+    }
+    if out_dir is not None:
+        write_report(result, records, out_dir)
+    result["records"] = records
+    return result
+
+
+# ---- command line -------------------------------------------------------------------------------------------------
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _methods(text: str) -> list[str]:
+    values = [x.strip().replace("-", "_") for x in text.split(",") if x.strip()]
+    bad = [v for v in values if v not in METHODS]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"methods must be among {','.join(METHODS)}, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the `eval` subcommand to an argparse subparsers object; it dispatches to `run_eval_from_args`."""
+    parser = subparsers.add_parser(
+        "eval", help="compare closed-book, prompting and generative adapter on a task file (accuracy and cost)",
+        description="Evaluate closed-book, context-in-prompt and generative-adapter answering on the same examples. "
+                    "File formats: docs/evaluation.md.",
+    )
+    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="which scenario the file holds")
+    parser.add_argument("--data", required=True, help="JSON Lines file in the task's format")
+    parser.add_argument("--model", default=None,
+                        help="base causal LM (path or Hub id); default: the embedded SmolLM2-135M-Instruct")
+    parser.add_argument("--generator", default=None,
+                        help="generator directory or Hub id; default: the one shipped for the default model")
+    parser.add_argument("--limit", type=_positive, default=None,
+                        help="at most N contexts (knowledge: per group size; others: first N records)")
+    parser.add_argument("--out", default=None, help="output directory (default: eval_results/<task>)")
+    parser.add_argument("--buckets", type=_int_list, default=list(DEFAULT_BUCKETS),
+                        help="context-length bucket edges in tokens (default 512,1024,2048,4096,8192)")
+    parser.add_argument("--group-sizes", type=_int_list, default=list(DEFAULT_GROUP_SIZES),
+                        help="knowledge: documents per context, evaluated separately (default 1,4,16)")
+    parser.add_argument("--max-questions", type=_positive, default=None,
+                        help="at most N questions / queries / probes per context")
+    parser.add_argument("--methods", type=_methods, default=list(METHODS),
+                        help="comma-separated subset of closed_book,prompting,adapter")
+    parser.add_argument("--batch-size", type=_positive, default=8, help="answers per batch (default 8)")
+    parser.add_argument("--max-new-tokens", type=_positive, default=32, help="answer length limit (default 32)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run_eval_from_args)
+    return parser
+
+
+def run_eval_from_args(args: argparse.Namespace) -> int:
+    """Run `evaluate` from parsed `eval` arguments; prints the Markdown tables and the files written."""
+    out = args.out or str(Path("eval_results") / args.task)
+    result = evaluate(
+        args.task, args.data, model=args.model, generator=args.generator, limit=args.limit, out_dir=out,
+        buckets=args.buckets, methods=args.methods, group_sizes=args.group_sizes, max_questions=args.max_questions,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
+    )
+    print(to_markdown(result))
+    for kind, path in result.get("files", {}).items():
+        print(f"[{kind}] {path}")
+    if not result.get("generator_trained", True):
+        print(UNTRAINED, file=sys.stderr)
+    return 0
