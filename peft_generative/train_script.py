@@ -3,7 +3,7 @@
 Self-supervised pretraining or instruction tuning of a generator with TRL:
 
     peft-generative train --config examples/configs/pretrain_smollm2.yaml
-    accelerate launch --num_processes 2 examples/scripts/train_generator.py --config ...
+    accelerate launch --multi_gpu --num_processes 2 examples/scripts/train_generator.py --config ... [--use_cpu true]
 
 Runs are resumable: started again with the same output_dir, training continues from the last checkpoint
 (generator, optimizer, scheduler and data position).

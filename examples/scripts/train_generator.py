@@ -1,7 +1,7 @@
 """Train a Generative Adapter generator (TRL-style script; same as `peft-generative train`).
 
     python examples/scripts/train_generator.py --config examples/configs/pretrain_smollm2.yaml
-    accelerate launch --num_processes 2 examples/scripts/train_generator.py --config ...
+    accelerate launch --multi_gpu --num_processes 2 examples/scripts/train_generator.py --config ... [--use_cpu true]
 """
 
 from peft_generative.train_script import main, make_parser
