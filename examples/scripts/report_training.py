@@ -1,0 +1,86 @@
+"""Report a generator's training: loss curves, held-out perplexity and knowledge-QA F1 against the baselines.
+
+    python examples/scripts/report_training.py --pretrain runs/pretrain --sft runs/sft \
+        --generator peft_generative/assets/generator --out docs
+
+Writes `<out>/img/*_loss.png`, `<out>/img/perplexity.png` and `<out>/training_results.json`, and prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from peft_generative.data import read_jsonl  # noqa: E402
+from peft_generative.perplexity import context_perplexity  # noqa: E402
+
+
+def trainer_state(run_dir: str) -> dict:
+    checkpoints = sorted(glob.glob(os.path.join(run_dir, "checkpoint-*")), key=lambda p: int(p.rsplit("-", 1)[1]))
+    if not checkpoints:
+        raise SystemExit(f"no checkpoints in {run_dir}")
+    return json.loads(Path(checkpoints[-1], "trainer_state.json").read_text())
+
+
+def plot_losses(state: dict, title: str, path: Path) -> None:
+    logs = [h for h in state["log_history"] if "loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, label in (("loss", "loss"), ("loss_completion", "completion"), ("loss_reconstruction", "reconstruction")):
+        points = [(h["step"], float(h[key])) for h in logs if key in h]
+        if points:
+            ax.plot(*zip(*points), label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("token NLL")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrain", help="pretraining output_dir")
+    parser.add_argument("--sft", help="instruction-tuning output_dir")
+    parser.add_argument("--generator", action="append", default=[], help="generator dirs to evaluate (repeatable)")
+    parser.add_argument("--validation", default="data/pretraining/validation.jsonl")
+    parser.add_argument("--knowledge", default="data/knowledge/test.eval.jsonl")
+    parser.add_argument("--ppl-blocks", type=int, default=24)
+    parser.add_argument("--qa-limit", type=int, default=60)
+    parser.add_argument("--out", default="docs")
+    args = parser.parse_args()
+    out = Path(args.out)
+    results: dict = {"perplexity": {}, "knowledge": {}}
+    for name, run in (("pretrain", args.pretrain), ("sft", args.sft)):
+        if run:
+            state = trainer_state(run)
+            plot_losses(state, f"{name}: training loss", out / "img" / f"{name}_loss.png")
+            results[f"{name}_steps"] = state["global_step"]
+
+    from peft_generative.evaluation import evaluate
+    from peft_generative.loading import load_generative_model
+
+    texts = [r["text"] for r in read_jsonl(args.validation)]
+    for generator in args.generator:
+        model, tokenizer, _ = load_generative_model(None, generator)
+        results["perplexity"][generator] = context_perplexity(model, tokenizer, texts, num_segments=3,
+                                                              segment_length=128, max_blocks=args.ppl_blocks)
+        report = evaluate("knowledge", args.knowledge, model=model, tokenizer=tokenizer, limit=args.qa_limit,
+                          group_sizes=(1,), progress=True)
+        results["knowledge"][generator] = report.get("overall", report)
+        print(json.dumps({"generator": generator, "perplexity": results["perplexity"][generator],
+                          "knowledge": results["knowledge"][generator]}, indent=1, default=str))
+    (out / "training_results.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
