@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output directory")
     export.set_defaults(func=cmd_export)
 
+    from .evaluation import add_eval_parser
+
+    add_eval_parser(sub)
+
     train = sub.add_parser("train", help="train a generator (see examples/configs/*.yaml); --help for options",
                            add_help=False)
     train.set_defaults(func=None)

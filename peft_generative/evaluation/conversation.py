@@ -2,8 +2,9 @@
 
 Input, one JSON object per line: `{"history": [[{"role", "content"}, ...], ...]}` plus either
 `"probes": [{"question", "answers"}]` (questions about the history; token F1 / EM as for knowledge) or
-`"next": [{"role", "content"}, ...]` (the next session; perplexity of its assistant replies). All records of a
-file must have the same kind (a record with both is scored by its probes). The context is
+`"next": [{"role", "content"}, ...]` (the next session; perplexity of its assistant replies that follow a user
+message; a session with none is left out and counted). All records of a file must have the same kind (a record
+with both is scored by its probes). The context is
 `render_history(history)` (`peft_generative.data.conversation`), as in the training data.
 """
 
@@ -36,9 +37,11 @@ def _messages(value, what: str, where: str) -> list[dict]:
     return out
 
 
-def load_conversations(path) -> tuple[list[dict], str]:
-    """Validated records and the file's kind: `"probes"` or `"next"`."""
+def load_conversations(path, skipped: Optional[list] = None) -> tuple[list[dict], str]:
+    """Validated records and the file's kind: `"probes"` or `"next"`. A next session with no assistant reply after
+    a user message has nothing to score: it is left out (its `FILE:LINE` appended to `skipped`)."""
     records, kinds = [], set()
+    skipped = [] if skipped is None else skipped
     for where, record in read_records(path, TASK):
         history = need_list(need(record, "history", where, TASK), "'history'", where)
         sessions = [_messages(s, f"history session {i}", where) for i, s in enumerate(history)]
@@ -47,7 +50,9 @@ def load_conversations(path) -> tuple[list[dict], str]:
         elif "next" in record:
             kind, payload = "next", _messages(record["next"], "next", where)
             if not any(m["scored"] for m in Engine.mark_scored(payload)):
-                raise EvalDataError(f"{where}: 'next' has no assistant message after a user message to score.")
+                kinds.add(kind)
+                skipped.append(where)
+                continue
         else:
             raise EvalDataError(
                 f"{where}: missing key 'probes' or 'next' (the conversation format needs one; see "
@@ -57,11 +62,14 @@ def load_conversations(path) -> tuple[list[dict], str]:
         if len(kinds) > 1:
             raise EvalDataError(f"{where}: the file mixes records with 'probes' and with 'next'; split it in two.")
         records.append({"id": str(record.get("id", where.rsplit(":", 1)[-1])), "history": sessions, kind: payload})
+    if not records:
+        raise EvalDataError(f"{path}: no record has an assistant reply after a user message to score.")
     return records, kinds.pop()
 
 
 def prepare(path, engine: Engine, *, limit: Optional[int] = None, max_questions: Optional[int] = None, **_) -> dict:
-    records, kind = load_conversations(path)
+    skipped: list[str] = []
+    records, kind = load_conversations(path, skipped)
     records = records[:limit]
     units = []
     for rec in records:
@@ -71,7 +79,8 @@ def prepare(path, engine: Engine, *, limit: Optional[int] = None, max_questions:
                           context_tokens=engine.count_tokens(context)))
     if kind == "probes":
         return {"units": units, "metric": "f1", "score": score_questions, "info": {"kind": kind}}
-    return {"units": units, "metric": "perplexity", "score": score_next_session, "info": {"kind": kind}}
+    info = {"kind": kind, "records_without_reply_to_score": len(skipped), "skipped": skipped[:20]}
+    return {"units": units, "metric": "perplexity", "score": score_next_session, "info": info}
 
 
 def score_next_session(engine: Engine, method: str, batch: list) -> list[dict]:

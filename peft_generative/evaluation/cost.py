@@ -60,7 +60,8 @@ def generation_flops(config, prompt_tokens: int, generated_tokens: int, extra_pe
     return prefill + lm_flops(config, steps, past_tokens=prompt_tokens, logits=steps, extra_per_token=extra_per_token)
 
 
-def scoring_flops(config, prompt_tokens: int, continuation_tokens: Sequence[int], extra_per_token: float = 0.0) -> float:
+def scoring_flops(config, prompt_tokens: int, continuation_tokens: Sequence[int],
+                  extra_per_token: float = 0.0) -> float:
     """Log-likelihood of several continuations of one prompt: the prompt once, each continuation on its cache."""
     total = lm_flops(config, prompt_tokens, logits=1, extra_per_token=extra_per_token)
     for n in continuation_tokens:

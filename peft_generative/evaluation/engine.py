@@ -91,6 +91,16 @@ class Engine:
         self.stop_ids = {i for i in (eos, tokenizer.pad_token_id) if i is not None}
         self.chunk_prefix_tokens = len(_chunk_prefix(tokenizer))
         self._continuations: dict[str, list[int]] = {}
+        _token_tables(tokenizer)  # built once here, not inside the first timed batch
+
+    @torch.no_grad()
+    def warmup(self) -> None:
+        """One short generation and one contextualisation, untimed, so first-call costs do not land on a method."""
+        ids = torch.tensor([self.chat_ids("Hello")], device=self.device)
+        with self.tuner.use_context(None):
+            self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=2,
+                                do_sample=False, pad_token_id=self.pad_id)
+        self.tuner.contextualize("Hello there.", tokenizer=self.tokenizer, activate=False, progress=False)
 
     # ---- text and prompts --------------------------------------------------------------------------------------
     def token_ids(self, text: str) -> list[int]:

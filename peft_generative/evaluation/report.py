@@ -145,6 +145,7 @@ def to_markdown(result: dict) -> str:
         + ("" if result.get("generator_trained", True) else " (untrained: adapters are zero)"),
         f"- score: {result['metric_name']} ({'higher' if result['higher_is_better'] else 'lower'} is better)",
         f"- {result['settings']['contexts']} contexts, wall time {result['wall_seconds']:.1f} s",
+        "- input: " + ", ".join(f"{k}={v}" for k, v in result.get("data", {}).items() if k != "skipped"),
         "",
         "| method | score | " + ("EM | " if metric == "f1" else "") + "answers | answers/s | s/answer "
         "| + context s/answer | GFLOPs/answer | + context GFLOPs/answer | state per context | truncated |",
@@ -184,16 +185,18 @@ def _plots(result: dict, out: Path) -> dict[str, str]:
     methods = list(result["methods"])
     ylabel = "perplexity" if result["metric"] == "perplexity" else "score"
 
+    styles = {m: dict(marker=mk, linestyle=ls) for m, mk, ls in zip(methods, "os^", ("-", "--", ":"))}
     fig, ax = plt.subplots(figsize=(6.5, 4))
     labels = list(result["by_bucket"])
     for m in methods:
         xs = [i for i, label in enumerate(labels) if m in result["by_bucket"][label]]
         ys = [result["by_bucket"][labels[i]][m]["score"] for i in xs]
-        ax.plot(xs, ys, marker="o", label=METHOD_LABELS.get(m, m))
+        ax.plot(xs, ys, label=METHOD_LABELS.get(m, m), markersize=7, alpha=0.85, **styles[m])
     ax.set_xticks(range(len(labels)), labels)
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{result['task']}: {ylabel} by context length")
+    ax.margins(x=0.08, y=0.12)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -206,14 +209,16 @@ def _plots(result: dict, out: Path) -> dict[str, str]:
     for m in methods:
         s = result["methods"][m]
         label = METHOD_LABELS.get(m, m)
-        left.scatter([s["total_flops_per_answer"] / 1e9], [s["score"]], s=60, label=label)
-        right.scatter([s["state_bytes_per_context"]], [s["score"]], s=60, label=label)
-    left.set_xscale("log")
+        marker = styles[m]["marker"]
+        for ax, x in ((left, s["total_flops_per_answer"] / 1e9), (right, s["state_bytes_per_context"] / 2 ** 20)):
+            ax.scatter([x], [s["score"]], s=60, marker=marker, label=label, alpha=0.85)
+            ax.annotate(label, (x, s["score"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
     left.set_xlabel("GFLOPs per answer (incl. amortised contextualisation)")
-    right.set_xscale("symlog", linthresh=1.0)
-    right.set_xlabel("bytes of per-context state (KV cache vs adapter)")
+    right.set_xlabel("MiB of per-context state (KV cache of the context vs adapter)")
     left.set_ylabel(ylabel)
     for ax in (left, right):
+        ax.set_xlim(left=0)
+        ax.margins(x=0.2, y=0.15)
         ax.grid(alpha=0.3)
     left.legend()
     fig.suptitle(f"{result['task']}: {ylabel} vs cost")

@@ -25,6 +25,11 @@ TASKS = {
     demonstrations.TASK: demonstrations.prepare,
     conversation.TASK: conversation.prepare,
 }
+VALIDATORS = {
+    knowledge.TASK: knowledge.load_documents,
+    demonstrations.TASK: demonstrations.load_episodes,
+    conversation.TASK: conversation.load_conversations,
+}
 DEFAULT_BUCKETS = (512, 1024, 2048, 4096, 8192)
 DEFAULT_GROUP_SIZES = (1, 4, 16)
 UNTRAINED = ("NOTE: no trained generator is available, so a fresh (untrained) generator is used: its adapters are "
@@ -158,6 +163,7 @@ def evaluate(
     data_file = Path(data_file)
     if not data_file.is_file():
         raise FileNotFoundError(f"No evaluation file at {data_file}.")
+    VALIDATORS[task](data_file)  # a malformed file fails here, before any model is loaded
 
     peft_model, tokenizer, described = _load(model, generator, tokenizer)
     engine = Engine(peft_model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
@@ -165,6 +171,7 @@ def evaluate(
     peft_model.eval()
     start = time.perf_counter()
     try:
+        engine.warmup()
         prepared = TASKS[task](data_file, engine, limit=limit, max_questions=max_questions, group_sizes=group_sizes)
         units = prepared["units"]
         _unique_ids(units)

@@ -1,0 +1,350 @@
+"""Evaluation harness: metrics, the three methods on each task format, outputs, buckets, bad inputs, CLI.
+
+A tiny random Llama with the real SmolLM2 tokenizer (vocab_size = len(tokenizer)) keeps this fast.
+"""
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+from peft import get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+import peft_generative as pg
+from peft_generative.costs import kv_cache_numel
+from peft_generative.evaluation import (
+    EvalDataError,
+    accuracy,
+    add_eval_parser,
+    best_exact_match,
+    best_f1,
+    bucket_label,
+    bucket_labels,
+    evaluate,
+    exact_match,
+    normalize_answer,
+    perplexity,
+    run_eval_from_args,
+    token_f1,
+)
+from peft_generative.evaluation.conversation import load_conversations
+from peft_generative.evaluation.cost import contextualize_flops, generation_flops
+from peft_generative.evaluation.demonstrations import load_episodes
+from peft_generative.evaluation.engine import Engine
+from peft_generative.evaluation.knowledge import group_documents, load_documents
+
+from .conftest import randomize_generator
+
+METHODS = ("closed_book", "prompting", "adapter")
+SUMMARY_FIELDS = {
+    "score", "answers", "contexts", "examples_per_s", "seconds_per_answer", "context_seconds_per_answer",
+    "flops_per_answer", "context_flops_per_answer", "total_flops_per_answer", "state_bytes_per_context",
+    "truncated_answers",
+}
+
+
+# ---- fixtures ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tokenizer(real_model_path):
+    tok = AutoTokenizer.from_pretrained(real_model_path)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+def small_base(tokenizer, max_positions=512):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    model.config._name_or_path = "tiny-llama-smollm2-vocab"
+    return model
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    config = pg.GenerativeAdapterConfig(task_type="CAUSAL_LM", key_dim=16, value_dim=16, rank=8, window=32)
+    peft_model = randomize_generator(get_peft_model(small_base(tokenizer), config))
+    peft_model.eval()
+    peft_model.set_tokenizer(tokenizer)
+    return peft_model
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def knowledge_file(tmp_path, n=4):
+    towns = ["Velmora", "Quillmoor", "Ashford", "Brindle", "Corvale", "Dunmere"]
+    return write_jsonl(tmp_path / "knowledge.jsonl", [
+        {"id": f"doc{i}", "context": f"The lantern of {towns[i]} is {'green red blue gold amber grey'.split()[i]}. "
+                                     f"It was lit by the salt traders of {towns[i]} in the spring.",
+         "questions": [{"question": f"What colour is the lantern of {towns[i]}?",
+                        "answers": ["green red blue gold amber grey".split()[i]]},
+                       {"question": f"Who lit the lantern of {towns[i]}?", "answers": ["the salt traders", "traders"]}]}
+        for i in range(n)
+    ])
+
+
+# ---- metrics ----------------------------------------------------------------------------------------------------
+def test_squad_normalisation_exact_match_and_f1():
+    assert normalize_answer("The  Eiffel Tower!") == "eiffel tower"
+    assert normalize_answer("An apple, a pear & THE plum.") == "apple pear plum"
+    assert normalize_answer("theatre") == "theatre"  # articles only as whole words
+    assert exact_match("The Eiffel Tower.", "eiffel tower") == 1.0
+    assert exact_match("Eiffel", "Eiffel Tower") == 0.0
+    # pred tokens [cat, sat, on, mat], gold [cat, on, mat]: P = 3/4, R = 1, F1 = 6/7
+    assert token_f1("the cat sat on the mat", "cat on mat") == pytest.approx(6 / 7)
+    assert token_f1("Paris", "London") == 0.0
+    assert token_f1("", "London") == 0.0
+    assert token_f1("", "") == 1.0
+    assert best_f1("the salt traders", ["merchants", "salt traders"]) == 1.0
+    assert best_exact_match("traders", ["merchants", "Traders."]) == 1.0
+    assert best_f1("salt", ["salt traders", "x"]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="gold"):
+        best_f1("x", [])
+    assert accuracy([1, 0, 1, 1]) == 0.75
+    assert math.isnan(accuracy([]))
+    assert perplexity(4 * math.log(2), 4) == pytest.approx(2.0)
+
+
+def test_buckets_by_token_length():
+    assert bucket_labels((1024, 512)) == ["<=512", "513-1024", ">1024"]
+    assert bucket_label(1, (512, 1024)) == "<=512"
+    assert bucket_label(512, (512, 1024)) == "<=512"
+    assert bucket_label(513, (512, 1024)) == "513-1024"
+    assert bucket_label(1024, (512, 1024)) == "513-1024"
+    assert bucket_label(9000, (512, 1024)) == ">1024"
+    with pytest.raises(ValueError):
+        bucket_labels([0])
+
+
+def test_cost_estimates_grow_with_tokens(model):
+    config = model.get_base_model().config
+    assert generation_flops(config, 100, 5) > generation_flops(config, 10, 5) > 0
+    assert generation_flops(config, 10, 5, extra_per_token=1e6) == pytest.approx(
+        generation_flops(config, 10, 5) + 1e6 * (10 + 4))
+    assert contextualize_flops(model, 200) > contextualize_flops(model, 20) > 0
+
+
+# ---- knowledge --------------------------------------------------------------------------------------------------
+def test_knowledge_three_methods_outputs_and_buckets(tmp_path, model, tokenizer):
+    path = knowledge_file(tmp_path)
+    out = tmp_path / "out"
+    result = evaluate("knowledge", path, model=model, tokenizer=tokenizer, out_dir=out, buckets=(30, 60),
+                      group_sizes=(1, 2, 8), max_new_tokens=4, batch_size=3, progress=False)
+    # group sizes 1 and 2 run (4 and 2 contexts); 8 is larger than the file and is skipped
+    assert result["data"]["group_sizes_skipped"] == [8]
+    assert {r["group"] for r in result["records"]} == {"docs=1", "docs=2"}
+    assert set(result["methods"]) == set(METHODS)
+    for method, summary in result["methods"].items():
+        assert SUMMARY_FIELDS <= set(summary) and "exact_match" in summary
+        assert summary["answers"] == 16 and summary["contexts"] == 6
+        assert 0 <= summary["score"] <= 100 and summary["flops_per_answer"] > 0
+    closed, prompting, adapter = (result["methods"][m] for m in METHODS)
+    assert closed["state_bytes_per_context"] == 0 and closed["context_flops_per_answer"] == 0
+    assert prompting["flops_per_answer"] > closed["flops_per_answer"]
+    assert prompting["prompt_tokens_per_answer"] > closed["prompt_tokens_per_answer"]
+    assert adapter["context_flops_per_answer"] > 0 and adapter["context_seconds_per_answer"] > 0
+    assert adapter["flops_per_answer"] > closed["flops_per_answer"]  # the adapter's own per-token cost
+
+    docs = load_documents(path)
+    grouped = group_documents(docs, 2)
+    assert grouped[0]["context"] == docs[0]["context"] + "\n\n" + docs[1]["context"]
+    assert grouped[0]["questions"] == docs[0]["questions"] + docs[1]["questions"]
+    contexts = {g["id"]: g["context"] for n in (1, 2) for g in group_documents(docs, n)}
+    adapter_numel = model.contextualize("x", activate=False, progress=False).adapter_numel
+    for r in result["records"]:
+        tokens = len(tokenizer(contexts[r["unit"]], add_special_tokens=False)["input_ids"])
+        assert r["context_tokens"] == tokens
+        assert r["bucket"] == bucket_label(tokens, (30, 60))
+        expected_state = {"closed_book": 0, "prompting": kv_cache_numel(model.config, tokens) * 4,
+                          "adapter": adapter_numel * 4}[r["method"]]
+        assert r["state_bytes"] == expected_state
+        assert "\n" not in r["prediction"]
+    assert set(result["by_bucket"]) == {r["bucket"] for r in result["records"]}
+
+    saved = json.loads((out / "results.json").read_text())
+    assert {"task", "metric", "higher_is_better", "methods", "by_bucket", "by_group", "settings", "files"} <= set(saved)
+    assert saved["task"] == "knowledge" and saved["metric"] == "f1" and saved["higher_is_better"] is True
+    assert set(saved["methods"]) == set(METHODS)
+    assert SUMMARY_FIELDS <= set(saved["methods"]["adapter"])
+    markdown = (out / "results.md").read_text()
+    assert "| method | score | EM |" in markdown and "generative adapter" in markdown
+    assert "| context length (tokens) |" in markdown and "| docs=2 |" in markdown
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 16 and {"method", "prediction", "f1", "em", "bucket"} <= set(json.loads(lines[0]))
+    for name in ("score_by_length.png", "score_vs_cost.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_batched_answers_match_one_at_a_time(tmp_path, model, tokenizer):
+    path = knowledge_file(tmp_path)
+    runs = [evaluate("knowledge", path, model=model, tokenizer=tokenizer, group_sizes=(1,), methods=("adapter",),
+                     max_new_tokens=5, batch_size=b, progress=False) for b in (1, 8)]
+    single, batched = ([r["prediction"] for r in run["records"]] for run in runs)
+    assert single == batched
+    # and equal to generating by hand with the adapter active
+    engine = Engine(model, tokenizer, max_new_tokens=5)
+    doc = load_documents(path)[2]
+    ctx = model.contextualize(doc["context"], activate=False, progress=False)
+    ids = engine.chat_ids(doc["questions"][0]["question"])
+    with model.use_context(ctx):
+        out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=5, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+    by_hand = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip().split("\n")[0].strip()
+    assert single[4] == by_hand
+
+
+def test_prompting_keeps_the_end_of_a_context_too_long_for_the_model(model, tokenizer):
+    engine = Engine(model, tokenizer, max_new_tokens=8)  # the tiny model has 512 positions
+    context = " ".join(f"fact{i}" for i in range(400)) + " The lantern is green."
+    ids, truncated = engine.prompt("What colour is the lantern?", context, reserve=8)
+    assert truncated and len(ids) + 8 <= 512
+    text = tokenizer.decode(ids)
+    assert "The lantern is green." in text and "fact0 " not in text
+    short, flag = engine.prompt("What colour is the lantern?", "The lantern is green.", reserve=8)
+    assert not flag and len(short) < len(ids)
+
+
+# ---- demonstrations -------------------------------------------------------------------------------------------
+def test_demonstrations_option_scoring_and_generation(tmp_path, model, tokenizer):
+    demos = [{"input": "a wonderful film", "output": "positive"}, {"input": "dull and slow", "output": "negative"}]
+    queries = [{"input": "great acting", "output": "positive"}, {"input": "boring plot", "output": "negative"},
+               {"input": "fine", "output": "neutral"}]
+    path = write_jsonl(tmp_path / "demos.jsonl", [
+        {"task": "sentiment", "k": 1, "episode": 0, "demonstrations": demos[:1], "queries": queries,
+         "options": ["negative", "neutral", "positive"]},
+        {"task": "sentiment", "k": 2, "episode": 0, "demonstrations": demos, "queries": queries,
+         "options": ["negative", "neutral", "positive"]},
+        {"demonstrations": [{"input": "2 + 2", "output": "4"}], "queries": [{"input": "3 + 3", "output": "6"}]},
+    ])
+    result = evaluate("demonstrations", path, model=model, tokenizer=tokenizer, out_dir=tmp_path / "out",
+                      max_new_tokens=3, progress=False)
+    assert result["metric"] == "accuracy" and set(result["methods"]) == set(METHODS)
+    assert {r["group"] for r in result["records"]} == {"k=1", "k=2"}
+    ranked = {m: [r for r in result["records"] if r["method"] == m and "option_logprobs" in r] for m in METHODS}
+    assert all(len(rs) == 6 and all(len(r["option_logprobs"]) == 3 for r in rs) for rs in ranked.values())
+    for r in ranked["closed_book"]:
+        best = max(range(3), key=r["option_logprobs"].__getitem__)
+        assert r["prediction"] == ["negative", "neutral", "positive"][best]
+        assert r["correct"] == float(r["prediction"] == r["gold"])
+    # each method sees the context differently: the scores must differ from closed-book
+    for m in ("prompting", "adapter"):
+        assert any(a["option_logprobs"] != b["option_logprobs"] for a, b in zip(ranked[m], ranked["closed_book"]))
+    generated = [r for r in result["records"] if "option_logprobs" not in r]
+    assert len(generated) == 3 and all(r["generated_tokens"] >= 1 for r in generated)
+    for summary in result["methods"].values():
+        assert summary["answers"] == 7 and 0 <= summary["score"] <= 100
+
+
+# ---- conversation ---------------------------------------------------------------------------------------------
+HISTORY = [[{"role": "user", "content": "Hi, my dog is called Rex."},
+            {"role": "assistant", "content": "Nice to meet Rex! I have a cat named Mila."}]]
+
+
+def test_conversation_next_session_perplexity(tmp_path, model, tokenizer):
+    path = write_jsonl(tmp_path / "next.jsonl", [
+        {"id": "a", "history": HISTORY,
+         "next": [{"role": "user", "content": "Hello again"}, {"role": "assistant", "content": "How is Rex?"}]},
+        {"id": "b", "history": HISTORY * 2,  # opens with the assistant: that message is not scored
+         "next": [{"role": "assistant", "content": "Hey!"}, {"role": "user", "content": "Rex is fine."},
+                  {"role": "assistant", "content": "Glad to hear it."}]},
+        {"id": "c", "history": HISTORY,  # nothing to score: left out and counted
+         "next": [{"role": "assistant", "content": "Hey!"}, {"role": "user", "content": "Bye."}]},
+    ])
+    result = evaluate("conversation", path, model=model, tokenizer=tokenizer, out_dir=tmp_path / "out",
+                      progress=False)
+    assert result["metric"] == "perplexity" and result["higher_is_better"] is False
+    assert result["data"]["records_without_reply_to_score"] == 1 and result["data"]["skipped"][0].endswith(":3")
+    scored = {m: result["methods"][m]["scored_tokens"] for m in METHODS}
+    assert len(set(scored.values())) == 1 and scored["adapter"] > 0  # the same tokens scored three ways
+    ppl = {m: result["methods"][m]["score"] for m in METHODS}
+    assert all(math.isfinite(v) and v > 1 for v in ppl.values())
+    assert ppl["adapter"] != ppl["closed_book"] and ppl["prompting"] != ppl["closed_book"]
+    assert {r["group"] for r in result["records"]} == {"sessions=1", "sessions=2"}
+    assert (tmp_path / "out" / "score_by_length.png").exists()
+
+
+def test_conversation_probes_f1(tmp_path, model, tokenizer):
+    path = write_jsonl(tmp_path / "probes.jsonl", [
+        {"history": HISTORY, "probes": [{"question": "What is my dog called?", "answers": ["Rex"]},
+                                        {"question": "What pet do you have?", "answers": ["a cat", "cat"]}]},
+    ])
+    result = evaluate("conversation", path, model=model, tokenizer=tokenizer, max_new_tokens=3, progress=False)
+    assert result["metric"] == "f1" and result["data"]["kind"] == "probes"
+    assert all(s["answers"] == 2 and "exact_match" in s for s in result["methods"].values())
+
+
+# ---- bad input ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("lines, message", [
+    ([{"context": "A text.", "questions": [{"question": "q?", "answers": ["a"]}]}, {"context": "B."}],
+     r"knowledge.jsonl:2: missing key 'questions'"),
+    ([{"context": "   ", "questions": [{"question": "q?", "answers": ["a"]}]}], r":1: 'context' is empty"),
+    ([{"context": "A.", "questions": []}], r"questions is an empty list"),
+    ([{"context": "A.", "questions": [{"question": "q?"}]}], r"missing key 'answers'"),
+    ([{"context": "A.", "questions": [{"question": "q?", "answers": []}]}], r"'answers' is an empty list"),
+    (["not an object"], r"expected a JSON object"),
+])
+def test_bad_knowledge_files(tmp_path, lines, message):
+    path = write_jsonl(tmp_path / "knowledge.jsonl", lines)
+    with pytest.raises(EvalDataError, match=message):
+        load_documents(path)
+
+
+def test_bad_files_of_other_tasks(tmp_path, model, tokenizer):
+    (tmp_path / "broken.jsonl").write_text('{"context": "A."\n', encoding="utf-8")
+    with pytest.raises(EvalDataError, match=r"broken.jsonl:1: not valid JSON"):
+        load_documents(tmp_path / "broken.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n\n", encoding="utf-8")
+    with pytest.raises(EvalDataError, match="has no records"):
+        load_episodes(tmp_path / "empty.jsonl")
+    with pytest.raises(EvalDataError, match="missing key 'demonstrations'"):
+        load_episodes(write_jsonl(tmp_path / "d1.jsonl", [{"queries": [{"input": "x", "output": "y"}]}]))
+    with pytest.raises(EvalDataError, match="not one of the options"):
+        load_episodes(write_jsonl(tmp_path / "d2.jsonl", [
+            {"demonstrations": [{"input": "x", "output": "yes"}], "queries": [{"input": "z", "output": "maybe"}],
+             "options": ["yes", "no"]}]))
+    with pytest.raises(EvalDataError, match="missing key 'probes' or 'next'"):
+        load_conversations(write_jsonl(tmp_path / "c1.jsonl", [{"history": HISTORY}]))
+    with pytest.raises(EvalDataError, match="'history' is an empty list"):
+        load_conversations(write_jsonl(tmp_path / "c2.jsonl", [{"history": [], "probes": []}]))
+    with pytest.raises(EvalDataError, match="mixes"):
+        load_conversations(write_jsonl(tmp_path / "c3.jsonl", [
+            {"history": HISTORY, "probes": [{"question": "q", "answers": ["a"]}]},
+            {"history": HISTORY, "next": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+        ]))
+    with pytest.raises(EvalDataError, match="no record has an assistant reply after a user message"):
+        load_conversations(write_jsonl(tmp_path / "c4.jsonl", [
+            {"history": HISTORY, "next": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "yo"}]}]))
+    # through evaluate: the file is checked before any model is loaded (this model path does not exist)
+    with pytest.raises(EvalDataError, match="missing key 'context'"):
+        evaluate("knowledge", write_jsonl(tmp_path / "k.jsonl", [{"questions": []}]), model=str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError):
+        evaluate("knowledge", tmp_path / "missing.jsonl", model=model, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="Unknown task"):
+        evaluate("summaries", tmp_path / "k.jsonl", model=model, tokenizer=tokenizer)
+
+
+# ---- command line -------------------------------------------------------------------------------------------------
+def test_cli_subcommand_end_to_end(tmp_path, tokenizer, capsys):
+    model_dir = tmp_path / "tiny"
+    small_base(tokenizer, max_positions=1024).save_pretrained(model_dir)  # the default window is 1024
+    tokenizer.save_pretrained(model_dir)
+    parser = argparse.ArgumentParser(prog="peft-generative")
+    add_eval_parser(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "cli_out"
+    args = parser.parse_args(["eval", "--task", "knowledge", "--data", str(knowledge_file(tmp_path)), "--model",
+                              str(model_dir), "--limit", "2", "--group-sizes", "1,2", "--max-new-tokens", "3",
+                              "--max-questions", "1", "--out", str(out), "--no-progress"])
+    assert args.func is run_eval_from_args and args.group_sizes == [1, 2]
+    assert args.func(args) == 0
+    printed = capsys.readouterr()
+    assert "| method | score | EM |" in printed.out and "untrained" in printed.err
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["generator_trained"] is False and saved["settings"]["limit"] == 2
+    assert all(s["answers"] == 4 for s in saved["methods"].values())  # 2 contexts per group size, 1 question each
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "--task", "knowledge", "--data", "x", "--group-sizes", "0,a"])
