@@ -39,6 +39,25 @@ def randomize_generator(model, std: float = 0.3, seed: int = 1):
     return model
 
 
+def small_base(tokenizer, seed: int = 0, max_positions: int = 512):
+    """A tiny random Llama whose vocabulary is the real SmolLM2 tokenizer's (for tests that need real text)."""
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    model.config._name_or_path = "tiny-llama-smollm2-vocab"
+    return model
+
+
+@pytest.fixture(scope="session")
+def tokenizer(real_model_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(real_model_path)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
 @pytest.fixture(params=list(TINY_CONFIGS))
 def tiny_kind(request):
     return request.param

@@ -234,8 +234,6 @@ def test_state_from_another_generator_or_corrupt_is_refused(tmp_path):
 
 
 def test_text_contexts_and_tokenizer_checks():
-    from transformers import AutoTokenizer  # noqa: F401
-
     model = make()
 
     class TinyTokenizer:  # a real tokenizer is used in the real-model tests; here ids must fit vocab 128

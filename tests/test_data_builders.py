@@ -404,7 +404,6 @@ def test_conversation_dataset(tmp_path):
     a = build_conversation_dataset(tmp_path / "a", path, seed=0, fractions=fr)
     b = build_conversation_dataset(tmp_path / "b", path, seed=0, fractions=fr)
     assert files_of(a) == files_of(b)
-    raw = json.loads(path.read_text())
     pairs_by_split = {}
     n_examples = 0
     for split in fr:

@@ -10,7 +10,6 @@ import math
 import pytest
 import torch
 from peft import get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
 import peft_generative as pg
 from peft_generative.costs import kv_cache_numel
@@ -35,7 +34,7 @@ from peft_generative.evaluation.demonstrations import load_episodes
 from peft_generative.evaluation.engine import Engine
 from peft_generative.evaluation.knowledge import group_documents, load_documents
 
-from .conftest import randomize_generator
+from .conftest import randomize_generator, small_base
 
 METHODS = ("closed_book", "prompting", "adapter")
 SUMMARY_FIELDS = {
@@ -46,22 +45,6 @@ SUMMARY_FIELDS = {
 
 
 # ---- fixtures ---------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tokenizer(real_model_path):
-    tok = AutoTokenizer.from_pretrained(real_model_path)
-    tok.pad_token = tok.eos_token
-    return tok
-
-
-def small_base(tokenizer, max_positions=512):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions)
-    model = AutoModelForCausalLM.from_config(cfg).eval()
-    model.config._name_or_path = "tiny-llama-smollm2-vocab"
-    return model
-
-
 @pytest.fixture(scope="module")
 def model(tokenizer):
     config = pg.GenerativeAdapterConfig(task_type="CAUSAL_LM", key_dim=16, value_dim=16, rank=8, window=32)

@@ -43,7 +43,6 @@ def test_save_and_load_roundtrip_bit_exact(tmp_path, tiny_kind):
 def test_auto_peft_model_loads_the_generator(tmp_path):
     base_dir = tmp_path / "base"
     tiny_model().save_pretrained(base_dir)
-    base = AutoPeftModelForCausalLM.from_pretrained  # noqa: F841
     from transformers import AutoModelForCausalLM
 
     model = randomize_generator(

@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
 import peft_generative as pg
 from peft_generative.trainer import GenerativeAdapterTrainer, GenerativeAdapterTrainingConfig
+
+from .conftest import small_base
 
 WORDS = ("river market stone harbour council quarry salt trader warehouse spring square bridge lantern ferry "
          "mill orchard").split()
@@ -18,22 +19,6 @@ def documents(n, seed=0):
 
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(60, 120))) + "." for _ in range(n)]
-
-
-@pytest.fixture(scope="module")
-def tokenizer(real_model_path):
-    tok = AutoTokenizer.from_pretrained(real_model_path)
-    tok.pad_token = tok.eos_token
-    return tok
-
-
-def small_base(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    model = AutoModelForCausalLM.from_config(cfg)
-    model.config._name_or_path = "tiny-llama-smollm2-vocab"
-    return model
 
 
 def gen_config():
