@@ -63,7 +63,7 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], l
     ids: list[int] = []
     labels: list[int] = []
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or i == 0:  # an opening assistant turn has no prompt to answer
             continue
         prefix = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=True,
                                                return_dict=True)["input_ids"]

@@ -166,3 +166,16 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tokenizer):
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert (out / "final" / "adapter_model.safetensors").exists()
+
+
+def test_only_answered_assistant_turns_are_learned(tokenizer):
+    from peft_generative.training_data import tokenize_conversation
+
+    ids, labels = tokenize_conversation(tokenizer, [
+        {"role": "assistant", "content": "Hi there"},  # an opening turn: nothing to answer, not learned
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "How are you?"},
+    ])
+    learned = tokenizer.decode([t for t, label in zip(ids, labels) if label != -100])
+    assert "How are you?" in learned and "Hi there" not in learned and "Hello" not in learned
+    assert len(ids) == len(labels)

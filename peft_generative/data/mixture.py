@@ -14,7 +14,10 @@ DEFAULT_SIZES = {"knowledge": 6000, "demonstrations": 1500, "conversation": 1500
 
 def _messages(record: dict, max_messages: int) -> Optional[list[dict]]:
     if "messages" in record:
-        messages = [m for m in record["messages"] if m.get("content", "").strip()][:max_messages]
+        messages = [m for m in record["messages"] if m.get("content", "").strip()]
+        while messages and messages[0]["role"] != "user":
+            messages.pop(0)
+        messages = messages[:max_messages]
         # end on an assistant turn so there is something to learn
         while messages and messages[-1]["role"] != "assistant":
             messages.pop()
