@@ -1,7 +1,8 @@
-"""Speed and memory of Generative Adapter against prompting and plain LoRA, reported as ratios.
+"""Speed and memory of Generative Adapter against prompting and plain LoRA, reported as ratios (issue 5).
 
-`peft-generative bench` (or `python benchmarks/run.py`) prints a table and writes JSON. Every figure is the median
-of repeated runs after a warm-up, next to its reference measured in the same run. Runs on CPU or GPU.
+WORK IN PROGRESS: written, not yet run end to end or reviewed against measurements; not wired into the CLI.
+Every figure is meant as the median of repeated runs after a warm-up, next to its reference measured in the same
+run, on CPU or GPU.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .answering import chat_inputs
-from .costs import kv_cache_numel
+from peft_generative.answering import chat_inputs
+from peft_generative.costs import kv_cache_numel
 
 TARGETS = {
     "contextualize_vs_forward": ("contextualize throughput / plain forward throughput", ">= 1.0"),
@@ -70,7 +71,7 @@ def machine_info(device) -> dict:
 def run_benchmarks(model: Optional[str] = None, generator: Optional[str] = None, *, context_lengths=(512, 2048, 8000),
                    repeats: int = 3, new_tokens: int = 32, batch: int = 8, device: Optional[str] = None,
                    out: Optional[str] = None) -> dict:
-    from .loading import load_generative_model
+    from peft_generative.loading import load_generative_model
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     peft_model, tokenizer, info = load_generative_model(model, generator, device=dev)
@@ -206,7 +207,7 @@ def _rss_mb() -> float:
 def _train_step_figures(peft_model, tokenizer, dev, repeats: int, model_name: Optional[str]) -> dict:
     from peft import LoraConfig, get_peft_model
 
-    from .default_model import load_base_model
+    from peft_generative.default_model import load_base_model
 
     tuner = peft_model.base_model
     context = _context_ids(tokenizer, 256)
