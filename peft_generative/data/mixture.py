@@ -26,8 +26,11 @@ def _messages(record: dict, max_messages: int) -> Optional[list[dict]]:
 
 
 def build_sft_mixture(data_dir: str | Path, out_file: str | Path, sizes: Optional[dict] = None, seed: int = 0,
-                      split: str = "train", max_messages: int = 4) -> dict:
-    """Sample `sizes[task]` records from `<data_dir>/<task>/<split>.jsonl`, shuffle, write `out_file`."""
+                      split: str = "train", max_messages: int = 4, max_context_chars: Optional[int] = 3000) -> dict:
+    """Sample `sizes[task]` records from `<data_dir>/<task>/<split>.jsonl`, shuffle, write `out_file`.
+
+    `max_context_chars` keeps only the end of longer contexts (the most recent conversation sessions), so a
+    context fits one chunk: several chunks in sequential mode mean backpropagating through every chunk's pass."""
     sizes = dict(DEFAULT_SIZES if sizes is None else sizes)
     rng = random.Random(seed)
     rows, counts = [], {}
@@ -41,7 +44,11 @@ def build_sft_mixture(data_dir: str | Path, out_file: str | Path, sizes: Optiona
             messages = _messages(record, max_messages)
             if not messages or not record.get("context", "").strip():
                 continue
-            rows.append({"context": record["context"], "messages": messages, "task": task})
+            context = record["context"]
+            if max_context_chars is not None and len(context) > max_context_chars:
+                context = context[-max_context_chars:]
+                context = context[context.find("\n") + 1:] or context  # start at a line boundary
+            rows.append({"context": context, "messages": messages, "task": task})
             taken += 1
         counts[task] = taken
     rng.shuffle(rows)
