@@ -29,10 +29,9 @@ def forward_flops(config, tokens: int, context_tokens: int = 0, lm_head: bool = 
     per_token = 2 * layers * (attn_params + mlp_params)
     if lm_head:
         per_token += 2 * d * text.vocab_size
-    attention = 0.0
-    for i in range(tokens):  # each new token attends to everything before it
-        attention += 4 * layers * heads * head_dim * (context_tokens + i + 1)
-    return per_token * tokens + attention
+    # new token i (1-based) attends to context_tokens + i positions: scores and weighted values, every layer
+    visible = tokens * context_tokens + tokens * (tokens + 1) / 2
+    return per_token * tokens + 4 * layers * heads * head_dim * visible
 
 
 def format_bytes(n: float) -> str:
