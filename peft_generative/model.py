@@ -32,12 +32,12 @@ def base_model_fingerprint(model: nn.Module) -> dict:
     }
 
 
-def _layer_index(module_key: str, model: nn.Module) -> int:
-    """Index of the decoder layer (an entry of an nn.ModuleList) that contains `module_key`."""
+def _decoder_layer_path(module_key: str, model: nn.Module) -> str:
+    """Name of the decoder layer (an entry of an nn.ModuleList, e.g. `model.layers.5`) containing `module_key`."""
     parts = module_key.split(".")
     for i in range(len(parts) - 1, 0, -1):
         if parts[i].isdigit() and isinstance(model.get_submodule(".".join(parts[:i])), nn.ModuleList):
-            return int(parts[i])
+            return ".".join(parts[: i + 1])
     raise ValueError(
         f"Cannot find the decoder layer of `{module_key}`: Generative Adapter reads the hidden state entering the "
         "layer, so target modules must live inside a list of decoder layers."
@@ -93,8 +93,8 @@ class GenerativeAdapterModel(BaseTuner):
         if hidden_size is None:
             raise ValueError("The base model's config has no `hidden_size`; Generative Adapter needs it.")
         new = GenerativeLinear(
-            target, adapter_name, peft_config, hidden_size, current_key, _layer_index(current_key, self.model),
-            self._router,
+            target, adapter_name, peft_config, hidden_size, current_key,
+            int(_decoder_layer_path(current_key, self.model).rsplit(".", 1)[1]), self._router,
         )
         if adapter_name not in self.active_adapters:
             new.requires_grad_(False)
@@ -113,23 +113,21 @@ class GenerativeAdapterModel(BaseTuner):
         if hasattr(model, "add_model_tags"):
             model.add_model_tags(MODEL_TAGS)
 
+    def _generators(self) -> dict[str, GenerativeLinear]:
+        """Every adapted layer, by module name."""
+        return {m.module_key: m for m in self.model.modules() if isinstance(m, GenerativeLinear)}
+
     def _layers_by_index(self) -> dict[int, list[GenerativeLinear]]:
         out: dict[int, list[GenerativeLinear]] = {}
-        for module in self.model.modules():
-            if isinstance(module, GenerativeLinear):
-                out.setdefault(module.layer_index, []).append(module)
+        for module in self._generators().values():
+            out.setdefault(module.layer_index, []).append(module)
         return out
 
     def _decoder_layer_modules(self) -> dict[int, nn.Module]:
-        out = {}
-        for module in self.model.modules():
-            if isinstance(module, GenerativeLinear):
-                parts = module.module_key.split(".")
-                for i in range(len(parts) - 1, 0, -1):
-                    if parts[i] == str(module.layer_index):
-                        out[module.layer_index] = self.model.get_submodule(".".join(parts[: i + 1]))
-                        break
-        return out
+        return {
+            m.layer_index: self.model.get_submodule(_decoder_layer_path(m.module_key, self.model))
+            for m in self._generators().values()
+        }
 
     def _body(self) -> nn.Module:
         """The transformer without its head (e.g. LlamaModel inside LlamaForCausalLM)."""
@@ -142,7 +140,7 @@ class GenerativeAdapterModel(BaseTuner):
     def _generator_signature(self, adapter_name: str) -> dict:
         config = self.peft_config[adapter_name]
         return {
-            "modules": sorted(m.module_key for ms in self._layers_by_index().values() for m in ms),
+            "modules": sorted(self._generators()),
             "key_dim": config.key_dim,
             "value_dim": config.value_dim,
             "base_model": config.base_model_fingerprint,
@@ -175,17 +173,13 @@ class GenerativeAdapterModel(BaseTuner):
 
     # ---- contexts ----------------------------------------------------------------------------------------------
     def _compute_factors(self, states: dict[str, torch.Tensor], adapter_name: str):
-        modules = {m.module_key: m for ms in self._layers_by_index().values() for m in ms}
+        modules = self._generators()
         return {key: modules[key].factors(state, adapter_name) for key, state in states.items()}
 
     def _empty_states(self, rows: int, adapter_name: str) -> dict[str, torch.Tensor]:
         config = self.peft_config[adapter_name]
         device = self._device()
-        return {
-            m.module_key: torch.zeros(rows, config.key_dim, config.value_dim, device=device)
-            for ms in self._layers_by_index().values()
-            for m in ms
-        }
+        return {key: torch.zeros(rows, config.key_dim, config.value_dim, device=device) for key in self._generators()}
 
     def set_tokenizer(self, tokenizer) -> None:
         """Tokenizer used by `contextualize` when none is passed."""
