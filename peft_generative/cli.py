@@ -197,9 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output directory")
     export.set_defaults(func=cmd_export)
 
+    from .benchmark import add_bench_parser
     from .evaluation import add_eval_parser
 
     add_eval_parser(sub)
+    add_bench_parser(sub)
 
     train = sub.add_parser("train", help="train a generator (see examples/configs/*.yaml); --help for options",
                            add_help=False)

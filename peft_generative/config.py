@@ -67,6 +67,10 @@ class GenerativeAdapterConfig(PeftConfig):
         svd_grad_eps: relative smoothing of the SVD gradient's `1/(s_j^2 - s_i^2)` factors (keeps training
             finite for rank-deficient states).
         svd_tol: singular values below `svd_tol * s_max` are treated as zero (their direction is not used).
+        init_from_attention: start `A2` / `A3` as the top `key_dim` / `value_dim` right singular directions (scaled
+            by their singular values) of the decoder layer's own `k_proj` / `v_proj`, and the generator's norm as
+            the layer's `input_layernorm`: keys and values begin as the attention's own (the option the paper's
+            code offers). Rows beyond the projection's rank stay Kaiming-normal. `B` stays zero either way.
         base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
     """
 
@@ -89,6 +93,9 @@ class GenerativeAdapterConfig(PeftConfig):
     max_context_tokens: Optional[int] = field(default=None, metadata={"help": "Refuse longer contexts."})
     svd_grad_eps: float = field(default=1e-6, metadata={"help": "Relative smoothing of the SVD backward."})
     svd_tol: float = field(default=1e-6, metadata={"help": "Relative threshold for zero singular values."})
+    init_from_attention: bool = field(
+        default=False, metadata={"help": "Initialise A2/A3 from the layer's k_proj/v_proj (top singular directions)."}
+    )
     base_model_fingerprint: Optional[dict] = field(
         default=None, metadata={"help": "Filled automatically: shape of the base model."}
     )

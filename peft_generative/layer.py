@@ -85,6 +85,32 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         self.generator_B[adapter_name].zero_()
         self.generator_norm[adapter_name].fill_(1.0)
 
+    @torch.no_grad()
+    def init_from_attention(self, adapter_name: str, decoder_layer: nn.Module) -> None:
+        """A2 / A3 from the top right singular directions of the decoder layer's `k_proj` / `v_proj` (scaled by the
+        singular values), the norm from its `input_layernorm`: the generator's keys and values start as the
+        attention's. Rows beyond a projection's rank keep their Kaiming init; B stays zero."""
+        modules = dict(decoder_layer.named_modules())
+        for target, suffix in (("generator_A2", "k_proj"), ("generator_A3", "v_proj")):
+            found = [m for name, m in modules.items() if name.rsplit(".", 1)[-1] == suffix]
+            if len(found) != 1 or not isinstance(found[0], nn.Linear) or found[0].in_features != self.hidden_size:
+                raise ValueError(
+                    f"`init_from_attention` needs exactly one nn.Linear `{suffix}` reading the hidden state in the "
+                    f"decoder layer of `{self.module_key}`, found {len(found)}. Set init_from_attention=False."
+                )
+            param = getattr(self, target)[adapter_name]
+            _, s, vh = torch.linalg.svd(found[0].weight.detach().float(), full_matrices=False)
+            rows = min(param.shape[0], s.shape[0])
+            param[:rows] = (s[:rows, None] * vh[:rows]).to(param.dtype)
+        norm = getattr(decoder_layer, "input_layernorm", None)
+        if norm is not None and "rms" in type(norm).__name__.lower():
+            # the gain the norm applies to a unit-RMS input: `w` for Llama-style, `1 + w` for Gemma-style RMSNorm
+            target = self.generator_norm[adapter_name]
+            unit = torch.ones(1, self.hidden_size, device=target.device, dtype=target.dtype)
+            gain = norm(unit).reshape(-1).to(target.dtype)
+            if gain.shape == target.shape and torch.isfinite(gain).all():
+                target.copy_(gain)
+
     # ---- generator math -------------------------------------------------------------------------------------
     def state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str) -> torch.Tensor:
         """Contribution `sum_t K_t^T V_t` of one chunk: hidden `(b, n, d)`, mask `(b, n)` -> `(b, d_r, r)` fp32."""

@@ -92,10 +92,13 @@ class GenerativeAdapterModel(BaseTuner):
         hidden_size = base_model_fingerprint(self.model)["hidden_size"]
         if hidden_size is None:
             raise ValueError("The base model's config has no `hidden_size`; Generative Adapter needs it.")
+        layer_path = _decoder_layer_path(current_key, self.model)
         new = GenerativeLinear(
-            target, adapter_name, peft_config, hidden_size, current_key,
-            int(_decoder_layer_path(current_key, self.model).rsplit(".", 1)[1]), self._router,
+            target, adapter_name, peft_config, hidden_size, current_key, int(layer_path.rsplit(".", 1)[1]),
+            self._router,
         )
+        if peft_config.init_from_attention:
+            new.init_from_attention(adapter_name, self.model.get_submodule(layer_path))
         if adapter_name not in self.active_adapters:
             new.requires_grad_(False)
         self._replace_module(parent, target_name, new, target)

@@ -41,6 +41,7 @@ class ScriptArguments:
     window: int = 1024
     encoding: str = "sequential"
     normalization: str = "svd"
+    init_from_attention: bool = False
 
 
 def _subset(dataset, limit):
@@ -68,6 +69,7 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
             layers_to_transform=script_args.layers_to_transform, key_dim=script_args.key_dim,
             value_dim=script_args.value_dim, rank=script_args.rank, alpha=script_args.alpha,
             window=script_args.window, encoding=script_args.encoding, normalization=script_args.normalization,
+            init_from_attention=script_args.init_from_attention,
         )
     trainer = GenerativeAdapterTrainer(model, args=training_args, train_dataset=train, eval_dataset=evaluation,
                                        processing_class=tokenizer, peft_config=peft_config)

@@ -108,3 +108,31 @@ def test_short_context_uses_only_its_real_directions():
     ctx = model.contextualize([[5, 6, 7]])
     for lora_a, _ in ctx.factors.values():
         assert torch.linalg.matrix_rank(lora_a[0]) <= 3
+
+
+def test_init_from_attention_starts_keys_and_values_as_the_layers_own(tiny_kind):
+    # tiny models: k_proj / v_proj are 16 x 32 (2 kv heads x 8), so key_dim 20 keeps 4 Kaiming rows
+    model = make(tiny_kind, key_dim=20, value_dim=12, init_from_attention=True)
+    base_layers = model.base_model.model.model.layers
+    for name, layer in model.base_model._generators().items():
+        decoder = base_layers[layer.layer_index]
+        for param, proj in (("generator_A2", decoder.self_attn.k_proj), ("generator_A3", decoder.self_attn.v_proj)):
+            _, s, vh = torch.linalg.svd(proj.weight.detach(), full_matrices=False)
+            a = getattr(layer, param)["default"]
+            rows = min(a.shape[0], s.shape[0])
+            torch.testing.assert_close(a[:rows], s[:rows, None] * vh[:rows])
+            # keys span the same input directions as the attention's keys
+            torch.testing.assert_close(torch.linalg.matrix_rank(torch.cat([a[:rows], proj.weight])),
+                                       torch.linalg.matrix_rank(proj.weight))
+        assert torch.isfinite(layer.generator_A2["default"]).all()
+        unit = torch.ones(1, 32)
+        torch.testing.assert_close(layer.generator_norm["default"], decoder.input_layernorm(unit).reshape(-1))
+        assert not layer.generator_B["default"].any()
+    # still exactly the base model until trained (B = 0), and deterministic
+    ids = torch.randint(0, 128, (1, 10))
+    model.contextualize(list(range(3, 40)))
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, tiny_model(tiny_kind)(ids).logits)
+    again = make(tiny_kind, key_dim=20, value_dim=12, init_from_attention=True)
+    first = {k: v for k, v in model.state_dict().items() if "generator_A2" in k}
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in first.items())
