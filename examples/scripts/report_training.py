@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--validation", default="data/pretraining/validation.jsonl")
     parser.add_argument("--knowledge", default="data/knowledge/test.eval.jsonl")
     parser.add_argument("--ppl-blocks", type=int, default=24)
-    parser.add_argument("--qa-limit", type=int, default=60)
+    parser.add_argument("--qa-limit", type=int, default=60, help="knowledge passages to answer; 0 skips the QA eval")
     parser.add_argument("--out", default="docs")
     args = parser.parse_args()
     out = Path(args.out)
@@ -74,12 +74,13 @@ def main() -> None:
         model, tokenizer, _ = load_generative_model(None, generator)
         results["perplexity"][generator] = context_perplexity(model, tokenizer, texts, num_segments=3,
                                                               segment_length=128, max_blocks=args.ppl_blocks)
-        report = evaluate("knowledge", args.knowledge, model=model, tokenizer=tokenizer, limit=args.qa_limit,
-                          group_sizes=(1,), progress=True)
-        results["knowledge"][generator] = report.get("overall", report)
+        if args.qa_limit > 0:
+            report = evaluate("knowledge", args.knowledge, model=model, tokenizer=tokenizer, limit=args.qa_limit,
+                              group_sizes=(1,), progress=True)
+            results["knowledge"][generator] = report.get("overall", report)
         print(json.dumps({"generator": generator, "perplexity": results["perplexity"][generator],
-                          "knowledge": results["knowledge"][generator]}, indent=1, default=str))
-    (out / "training_results.json").write_text(json.dumps(results, indent=2, default=str))
+                          "knowledge": results["knowledge"].get(generator)}, indent=1, default=str))
+    (out / "training_results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
