@@ -262,6 +262,31 @@ def test_conversation_probes_f1(tmp_path, model, tokenizer):
 
 
 # ---- bad input ----------------------------------------------------------------------------------------------------
+def test_control_answers_with_the_next_contexts_adapter(tmp_path, model, tokenizer):
+    # contexts X, Y, X with the same questions: the control for doc0 uses Y's adapter (= the adapter answers of
+    # doc1), the control for doc1 uses X's adapter (= the adapter answers of doc0)
+    x, y = "The lantern of Velmora is green and old.", "Brindle keeps a grey boat by the salt mill."
+    questions = [{"question": "What colour is the lantern?", "answers": ["green"]},
+                 {"question": "What does Brindle keep?", "answers": ["a grey boat"]}]
+    path = write_jsonl(tmp_path / "k.jsonl", [{"id": f"d{i}", "context": c, "questions": questions}
+                                              for i, c in enumerate((x, y, x))])
+    result = evaluate("knowledge", path, model=model, tokenizer=tokenizer, group_sizes=(1,), max_new_tokens=6,
+                      methods=["adapter", "adapter_other_context"], progress=False)
+    answers = {}
+    for r in result["records"]:
+        answers.setdefault((r["method"], r["unit"]), []).append(r["prediction"])
+    units = sorted({r["unit"] for r in result["records"]})
+    adapter = [answers[("adapter", u)] for u in units]
+    control = [answers[("adapter_other_context", u)] for u in units]
+    assert adapter[0] == adapter[2] != adapter[1]  # the random generator makes X and Y answer differently
+    assert control[0] == adapter[1] and control[1] == adapter[0] and control[2] == adapter[0]
+    assert result["methods"]["adapter_other_context"]["state_bytes_per_context"] > 0
+    with pytest.raises(ValueError, match="at least two contexts"):
+        evaluate("knowledge", write_jsonl(tmp_path / "one.jsonl", [{"context": x, "questions": questions}]),
+                 model=model, tokenizer=tokenizer, group_sizes=(1,), methods=["adapter_other_context"],
+                 progress=False)
+
+
 @pytest.mark.parametrize("lines, message", [
     ([{"context": "A text.", "questions": [{"question": "q?", "answers": ["a"]}]}, {"context": "B."}],
      r"knowledge.jsonl:2: missing key 'questions'"),

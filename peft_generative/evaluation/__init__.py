@@ -2,7 +2,8 @@
 
 - closed-book: the base model, question only;
 - prompting: the base model with the context in the prompt;
-- generative adapter: the context turned into an adapter (`model.contextualize`), question only.
+- generative adapter: the context turned into an adapter (`model.contextualize`), question only;
+- optionally the control `adapter_other_context`: the adapter of another context of the file, question only.
 
 Each reports a score (knowledge: token F1 / EM; demonstrations: accuracy; conversation: F1 on probes or
 perplexity of the next session) and its cost: time, estimated FLOPs per answer (contextualisation amortised and
@@ -12,14 +13,14 @@ reported separately) and bytes of per-context state (KV cache vs adapter). Forma
     result = evaluate("knowledge", "test.eval.jsonl", limit=5, out_dir="eval_results/knowledge")
 """
 
-from .engine import METHOD_LABELS, METHODS, Engine, Unit
+from .engine import ALL_METHODS, METHOD_LABELS, METHODS, Engine, Unit
 from .inputs import EvalDataError
 from .metrics import accuracy, best_exact_match, best_f1, exact_match, normalize_answer, perplexity, token_f1
 from .report import bucket_label, bucket_labels, summarize, to_markdown, write_report
 from .runner import DEFAULT_BUCKETS, TASKS, add_eval_parser, evaluate, run_eval_from_args
 
 __all__ = [
-    "DEFAULT_BUCKETS", "METHODS", "METHOD_LABELS", "TASKS", "Engine", "EvalDataError", "Unit", "accuracy",
+    "ALL_METHODS", "DEFAULT_BUCKETS", "METHODS", "METHOD_LABELS", "TASKS", "Engine", "EvalDataError", "Unit", "accuracy",
     "add_eval_parser", "best_exact_match", "best_f1", "bucket_label", "bucket_labels", "evaluate",
     "exact_match", "normalize_answer", "perplexity", "run_eval_from_args", "summarize", "to_markdown",
     "token_f1", "write_report",

@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..data.conversation import render_history
 from .cost import adapter_flops_per_token, lm_flops
-from .engine import Engine, Unit
+from .engine import ADAPTER_METHODS, Engine, Unit
 from .inputs import EvalDataError, need, need_list, need_text, read_records
 from .knowledge import check_questions, score_questions
 
@@ -88,8 +88,8 @@ def score_next_session(engine: Engine, method: str, batch: list) -> list[dict]:
     records = []
     for unit, query, ctx in batch:
         result = engine.conversation_nll(query["messages"], unit.context if method == "prompting" else None,
-                                         ctx if method == "adapter" else None)
-        extra = adapter_flops_per_token(ctx) if method == "adapter" else 0.0
+                                         ctx if method in ADAPTER_METHODS else None)
+        extra = adapter_flops_per_token(ctx) if method in ADAPTER_METHODS else 0.0
         records.append({
             "nll": result["nll"], "tokens": result["tokens"], "prompt_tokens": result["sequence_tokens"],
             "generated_tokens": 0, "truncated": result["truncated"],

@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..data.demonstrations import render_demonstrations, render_query
 from .cost import adapter_flops_per_token, generation_flops, scoring_flops
-from .engine import Engine, Unit
+from .engine import ADAPTER_METHODS, Engine, Unit
 from .inputs import EvalDataError, need, need_list, need_text, read_records
 from .metrics import exact_match, normalize_answer
 
@@ -89,13 +89,13 @@ def score_queries(engine: Engine, method: str, batch: list) -> list[dict]:
             spans.append((i, ids, options, truncated, len(rows)))
             rows += [(ids, o) for o in options]
             contexts += [ctx] * len(options)
-        scores = engine.continuation_logprobs(rows, contexts if method == "adapter" else None)
+        scores = engine.continuation_logprobs(rows, contexts if method in ADAPTER_METHODS else None)
         for i, ids, options, truncated, start in spans:
             unit, query, ctx = batch[i]
             values = scores[start:start + len(options)]
             best = max(range(len(values)), key=values.__getitem__)
             prediction = unit.meta["options"][best]
-            extra = adapter_flops_per_token(ctx) if method == "adapter" else 0.0
+            extra = adapter_flops_per_token(ctx) if method in ADAPTER_METHODS else 0.0
             records[i] = {
                 "input": query["input"], "prediction": prediction, "gold": query["output"],
                 "correct": exact_match(prediction, query["output"]), "option_logprobs": values,
@@ -104,11 +104,11 @@ def score_queries(engine: Engine, method: str, batch: list) -> list[dict]:
             }
     if free:
         prompts = [prompt(batch[i][0], batch[i][1], engine.max_new_tokens) for i in free]
-        contexts = [batch[i][2] for i in free] if method == "adapter" else None
+        contexts = [batch[i][2] for i in free] if method in ADAPTER_METHODS else None
         answers = engine.generate([p for p, _ in prompts], contexts)
         for i, (ids, truncated), (answer, n_new) in zip(free, prompts, answers):
             unit, query, ctx = batch[i]
-            extra = adapter_flops_per_token(ctx) if method == "adapter" else 0.0
+            extra = adapter_flops_per_token(ctx) if method in ADAPTER_METHODS else 0.0
             records[i] = {
                 "input": query["input"], "prediction": answer, "gold": query["output"],
                 "correct": exact_match(answer, query["output"]),

@@ -23,10 +23,16 @@ from ..context import GeneratedContext
 from ..inputs import _chunk_prefix
 from .cost import base_config, contextualize_flops, tuner_of
 
-__all__ = ["METHODS", "METHOD_LABELS", "Unit", "Engine"]
+__all__ = ["METHODS", "ALL_METHODS", "ADAPTER_METHODS", "METHOD_LABELS", "Unit", "Engine"]
 
-METHODS = ("closed_book", "prompting", "adapter")
-METHOD_LABELS = {"closed_book": "closed-book", "prompting": "context in prompt", "adapter": "generative adapter"}
+METHODS = ("closed_book", "prompting", "adapter")  # the default comparison
+# the control: each question answered with the adapter of *another* context of the file (the next one, cyclically);
+# what the adapter gains over it is what this context's adapter carries, beyond style learned in training
+CONTROL = "adapter_other_context"
+ALL_METHODS = METHODS + (CONTROL,)
+ADAPTER_METHODS = ("adapter", CONTROL)
+METHOD_LABELS = {"closed_book": "closed-book", "prompting": "context in prompt", "adapter": "generative adapter",
+                 CONTROL: "adapter of another context (control)"}
 
 
 _TOKEN_TABLES: dict = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from .engine import Engine, Unit
+from .engine import ADAPTER_METHODS, Engine, Unit
 from .inputs import EvalDataError, need, need_list, need_text, read_records
 from .metrics import best_exact_match, best_f1
 
@@ -95,11 +95,11 @@ def score_questions(engine: Engine, method: str, batch: list) -> list[dict]:
                                        reserve=engine.max_new_tokens)
         prompts.append(ids)
         flags.append(truncated)
-    contexts = [ctx for _, _, ctx in batch] if method == "adapter" else None
+    contexts = [ctx for _, _, ctx in batch] if method in ADAPTER_METHODS else None
     answers = engine.generate(prompts, contexts)
     records = []
     for (unit, query, ctx), ids, truncated, (answer, n_new) in zip(batch, prompts, flags, answers):
-        extra = adapter_flops_per_token(ctx) if method == "adapter" else 0.0
+        extra = adapter_flops_per_token(ctx) if method in ADAPTER_METHODS else 0.0
         records.append({
             "question": query["question"], "prediction": answer, "gold": query["answers"],
             "f1": best_f1(answer, query["answers"]), "em": best_exact_match(answer, query["answers"]),

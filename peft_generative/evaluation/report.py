@@ -185,7 +185,7 @@ def _plots(result: dict, out: Path) -> dict[str, str]:
     methods = list(result["methods"])
     ylabel = "perplexity" if result["metric"] == "perplexity" else "score"
 
-    styles = {m: dict(marker=mk, linestyle=ls) for m, mk, ls in zip(methods, "os^", ("-", "--", ":"))}
+    styles = {m: dict(marker=mk, linestyle=ls) for m, mk, ls in zip(methods, "os^D", ("-", "--", ":", "-."))}
     fig, ax = plt.subplots(figsize=(6.5, 4))
     labels = list(result["by_bucket"])
     for m in methods:

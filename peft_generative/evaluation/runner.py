@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from . import conversation, demonstrations, knowledge
 from .cost import adapter_bytes, base_config, kv_cache_bytes, tuner_of
-from .engine import METHODS, Engine, Unit
+from .engine import ADAPTER_METHODS, ALL_METHODS, CONTROL, METHODS, Engine, Unit
 from .report import bucket_label, summarize, to_markdown, write_report
 
 __all__ = ["TASKS", "DEFAULT_BUCKETS", "evaluate", "add_eval_parser", "run_eval_from_args"]
@@ -87,12 +87,15 @@ def _run_method(engine: Engine, task: str, method: str, units: Sequence[Unit], s
             })
         bar.update(len(items))
 
+    if method == CONTROL and len(units) < 2:
+        raise ValueError(f"`{CONTROL}` answers with another context's adapter: it needs at least two contexts.")
     pending: list = []
     try:
-        for unit in units:
+        for index, unit in enumerate(units):
             ctx = None
-            if method == "adapter":
-                ctx, seconds, flops = engine.contextualize(unit.context)
+            if method in ADAPTER_METHODS:
+                source = units[(index + 1) % len(units)] if method == CONTROL else unit
+                ctx, seconds, flops = engine.contextualize(source.context)
                 costs[unit.uid] = (seconds, flops, adapter_bytes(ctx))
             elif method == "prompting":
                 costs[unit.uid] = (0.0, 0.0, kv_cache_bytes(engine.model, min(unit.context_tokens,
@@ -139,7 +142,8 @@ def evaluate(
         limit: at most this many contexts (knowledge: per group size; others: records of the file, in order).
         out_dir: write results.json, results.md, predictions.jsonl and PNG plots there (None: write nothing).
         buckets: context-length bucket edges in tokens (a context goes to the smallest edge >= its length).
-        methods: any of `"closed_book"`, `"prompting"`, `"adapter"`.
+        methods: any of `"closed_book"`, `"prompting"`, `"adapter"`, and the control `"adapter_other_context"`
+            (every question answered with the adapter of the next context in the file).
         group_sizes: knowledge only: documents concatenated into one context (each size evaluated separately).
         max_questions: at most this many questions/queries/probes per context.
         batch_size: answers per batch (left-padded generation, one adapter row per answer).
@@ -151,9 +155,9 @@ def evaluate(
     """
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}.")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown or not methods:
-        raise ValueError(f"Unknown or no methods {list(methods)}; choose from {list(METHODS)}.")
+        raise ValueError(f"Unknown or no methods {list(methods)}; choose from {list(ALL_METHODS)}.")
     for name, value in (("limit", limit), ("max_questions", max_questions)):
         if value is not None and value < 1:
             raise ValueError(f"`{name}` must be a positive integer or None, got {value!r}.")
@@ -218,9 +222,9 @@ def _int_list(text: str) -> list[int]:
 
 def _methods(text: str) -> list[str]:
     values = [x.strip().replace("-", "_") for x in text.split(",") if x.strip()]
-    bad = [v for v in values if v not in METHODS]
+    bad = [v for v in values if v not in ALL_METHODS]
     if bad or not values:
-        raise argparse.ArgumentTypeError(f"methods must be among {','.join(METHODS)}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"methods must be among {','.join(ALL_METHODS)}, got {text!r}")
     return values
 
 
@@ -257,7 +261,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-questions", type=_positive, default=None,
                         help="at most N questions / queries / probes per context")
     parser.add_argument("--methods", type=_methods, default=list(METHODS),
-                        help="comma-separated subset of closed_book,prompting,adapter")
+                        help="comma-separated subset of closed_book,prompting,adapter (default: all three), or "
+                             "adapter_other_context: the control, every question answered with the adapter of the "
+                             "next context in the file")
     parser.add_argument("--batch-size", type=_positive, default=8, help="answers per batch (default 8)")
     parser.add_argument("--max-new-tokens", type=_positive, default=32, help="answer length limit (default 32)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
