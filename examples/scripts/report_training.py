@@ -80,6 +80,7 @@ def main() -> None:
             results["knowledge"][generator] = report.get("overall", report)
         print(json.dumps({"generator": generator, "perplexity": results["perplexity"][generator],
                           "knowledge": results["knowledge"].get(generator)}, indent=1, default=str))
+    out.mkdir(parents=True, exist_ok=True)
     (out / "training_results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
