@@ -56,9 +56,9 @@ class SavedForBackward:
 
 
 def peak_device_memory(device: torch.device, fn: Callable[[], object]) -> float | None:
-    """Peak allocated accelerator memory (MiB) while `fn` runs; None on CPU, where no allocator reports it."""
+    """Peak allocated accelerator memory (MiB) while `fn` runs; None on CPU, where no allocator reports it (and `fn`
+    is not run)."""
     if device.type != "cuda":
-        fn()
         return None
     torch.cuda.reset_peak_memory_stats(device)
     fn()
