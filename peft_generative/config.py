@@ -71,6 +71,11 @@ class GenerativeAdapterConfig(PeftConfig):
             by their singular values) of the decoder layer's own `k_proj` / `v_proj`, and the generator's norm as
             the layer's `input_layernorm`: keys and values begin as the attention's own (the option the paper's
             code offers). Rows beyond the projection's rank stay Kaiming-normal. `B` stays zero either way.
+        center_keys: subtract each chunk's mean key before accumulating, `S = sum_t (K_t - mean K) V_t^T` (not in
+            the paper). Without it the state of any text is dominated by the mean key times the mean value, which
+            is nearly the same for every context, and a generator can learn to write that shared part into every
+            adapter. Per chunk, so states stay additive (`extend`, `forget`); a context of one chunk gets exactly
+            its key/value covariance.
         base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
     """
 
@@ -95,6 +100,9 @@ class GenerativeAdapterConfig(PeftConfig):
     svd_tol: float = field(default=1e-6, metadata={"help": "Relative threshold for zero singular values."})
     init_from_attention: bool = field(
         default=False, metadata={"help": "Initialise A2/A3 from the layer's k_proj/v_proj (top singular directions)."}
+    )
+    center_keys: bool = field(
+        default=False, metadata={"help": "Subtract each chunk's mean key before accumulating the state."}
     )
     base_model_fingerprint: Optional[dict] = field(
         default=None, metadata={"help": "Filled automatically: shape of the base model."}

@@ -121,6 +121,10 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         h = (h * self.generator_norm[adapter_name]) * mask.unsqueeze(-1).to(h.dtype)
         keys = h @ a2.mT
         values = h @ a3.mT
+        if self.configs[adapter_name].center_keys:
+            valid = mask.unsqueeze(-1).to(keys.dtype)
+            mean = (keys * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp_min(1)
+            keys = (keys - mean) * valid
         return torch.einsum("bnk,bnv->bkv", keys.float(), values.float())
 
     def factors(self, state: torch.Tensor, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,10 @@ For each packed block (`num_segments` segments): the context is all but the last
 segment; reconstruction = a window of the context. Each target is scored three ways, the same way:
 - `adapter`: the question-free model carrying the adapter generated from the context;
 - `no_context`: the base model on the target alone;
-- `in_prompt`: the base model with the context tokens in front of the target (loss on the target only).
+- `in_prompt`: the base model with the context tokens in front of the target (loss on the target only);
+- `adapter_other_context` (the control, with `control=True` and at least two blocks): the model carrying the adapter
+  generated from the *next* block's context. The gap between `adapter` and this control is what the adapter knows
+  about its own context; the gap between this control and `no_context` is what it learned about the domain.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ def _nll(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.
 
 @torch.no_grad()
 def context_perplexity(model, tokenizer, texts: Sequence[str], *, num_segments: int = 3, segment_length: int = 128,
-                       max_blocks: int = 32, batch_size: int = 4, progress: bool = True) -> dict:
+                       max_blocks: int = 32, batch_size: int = 4, progress: bool = True,
+                       control: bool = True) -> dict:
     """Perplexities `{objective: {method: ppl}}` over up to `max_blocks` blocks packed from `texts`."""
     from datasets import Dataset
 
@@ -41,15 +45,23 @@ def context_perplexity(model, tokenizer, texts: Sequence[str], *, num_segments: 
     collate = GenerativeAdapterCollator(pad_token_id=tokenizer.pad_token_id or 0, num_segments=num_segments,
                                         segment_length=segment_length)
     device = next(model.parameters()).device
-    totals = {obj: {m: [0.0, 0] for m in ("adapter", "no_context", "in_prompt")} for obj in (COMPLETION, RECONSTRUCTION)}
+    methods = ("adapter", "no_context", "in_prompt") + (("adapter_other_context",) if control and len(blocks) > 1 else ())
+    context_len = (num_segments - 1) * segment_length
+    totals = {obj: {m: [0.0, 0] for m in methods} for obj in (COMPLETION, RECONSTRUCTION)}
     starts = range(0, len(blocks), batch_size)
     for start in tqdm(starts, desc="perplexity", disable=not progress, leave=False):
-        batch = collate([blocks[i] for i in range(start, min(start + batch_size, len(blocks)))])
+        indices = range(start, min(start + batch_size, len(blocks)))
+        batch = collate([blocks[i] for i in indices])
         ids, mask, labels = (batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
         ctx = tuner.contextualize(batch["context"], activate=False, progress=False).rows(batch["context_index"])
         scores = {}
         with tuner.use_context(ctx):
             scores["adapter"] = _nll(model, ids, mask, labels)
+        if "adapter_other_context" in methods:
+            others = [list(blocks[(i + 1) % len(blocks)]["block"][:context_len]) for i in indices]
+            other = tuner.contextualize(others, activate=False, progress=False).rows(batch["context_index"])
+            with tuner.use_context(other):
+                scores["adapter_other_context"] = _nll(model, ids, mask, labels)
         with tuner.use_context(None):
             scores["no_context"] = _nll(model, ids, mask, labels)
             prompt_rows = [batch["context"][c] + ids[r][mask[r].bool()].tolist()
@@ -71,23 +83,24 @@ def context_perplexity(model, tokenizer, texts: Sequence[str], *, num_segments: 
 
 
 class PerplexityCallback(TrainerCallback):
-    """Logs held-out reconstruction/completion perplexity (adapter vs. no context vs. context in prompt) every
-    `every_steps` steps and at the end of training."""
+    """Logs held-out reconstruction/completion perplexity (adapter vs. no context vs. context in prompt, and the
+    control: another block's adapter) every `every_steps` steps and at the end of training."""
 
     def __init__(self, tokenizer, texts: Sequence[str], every_steps: int = 50, max_blocks: int = 16,
-                 num_segments: Optional[int] = None, segment_length: Optional[int] = None):
+                 num_segments: Optional[int] = None, segment_length: Optional[int] = None, control: bool = True):
         self.tokenizer = tokenizer
         self.texts = list(texts)
         self.every_steps = every_steps
         self.max_blocks = max_blocks
         self.num_segments = num_segments
         self.segment_length = segment_length
+        self.control = control
 
     def _run(self, args, state, model):
         result = context_perplexity(model, self.tokenizer, self.texts,
                                     num_segments=self.num_segments or args.num_segments,
                                     segment_length=self.segment_length or args.segment_length,
-                                    max_blocks=self.max_blocks, progress=False)
+                                    max_blocks=self.max_blocks, progress=False, control=self.control)
         logs = {f"ppl_{obj}_{method}": value for obj in ("completion", "reconstruction")
                 for method, value in result[obj].items()}
         state.log_history.append({**logs, "step": state.global_step})

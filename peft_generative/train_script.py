@@ -42,6 +42,7 @@ class ScriptArguments:
     encoding: str = "sequential"
     normalization: str = "svd"
     init_from_attention: bool = False
+    center_keys: bool = False
 
 
 def _subset(dataset, limit):
@@ -69,7 +70,7 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
             layers_to_transform=script_args.layers_to_transform, key_dim=script_args.key_dim,
             value_dim=script_args.value_dim, rank=script_args.rank, alpha=script_args.alpha,
             window=script_args.window, encoding=script_args.encoding, normalization=script_args.normalization,
-            init_from_attention=script_args.init_from_attention,
+            init_from_attention=script_args.init_from_attention, center_keys=script_args.center_keys,
         )
     trainer = GenerativeAdapterTrainer(model, args=training_args, train_dataset=train, eval_dataset=evaluation,
                                        processing_class=tokenizer, peft_config=peft_config)

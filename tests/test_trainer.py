@@ -129,11 +129,38 @@ def test_perplexity_reports_adapter_and_both_baselines(tokenizer):
     assert result["blocks"] == 4
     for objective in ("completion", "reconstruction"):
         values = result[objective]
-        assert set(values) == {"adapter", "no_context", "in_prompt"}
+        assert set(values) == {"adapter", "no_context", "in_prompt", "adapter_other_context"}
         assert all(math.isfinite(v) and v > 1 for v in values.values())
-        # a fresh generator is the base model: adapter perplexity equals the no-context one
+        # a fresh generator is the base model: adapter perplexity equals the no-context one, with any context
         assert values["adapter"] == pytest.approx(values["no_context"], rel=1e-5)
+        assert values["adapter_other_context"] == pytest.approx(values["no_context"], rel=1e-5)
         assert values["in_prompt"] != pytest.approx(values["no_context"], rel=1e-3)
+
+
+def test_perplexity_control_uses_another_blocks_adapter(tokenizer):
+    from peft import get_peft_model
+
+    from peft_generative.perplexity import context_perplexity
+
+    model = get_peft_model(small_base(tokenizer), gen_config())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "generator_B" in name:
+                param.normal_(0, 0.5)
+    texts = documents(10, seed=3)
+    kwargs = dict(num_segments=3, segment_length=16, max_blocks=4, batch_size=3, progress=False)
+    result = context_perplexity(model, tokenizer, texts, **kwargs)
+    for objective in ("completion", "reconstruction"):
+        values = result[objective]
+        # the generator is no longer a no-op, and a different context gives a different adapter
+        assert values["adapter"] != pytest.approx(values["no_context"], rel=1e-3)
+        assert values["adapter_other_context"] != pytest.approx(values["adapter"], rel=1e-4)
+    without = context_perplexity(model, tokenizer, texts, **kwargs, control=False)
+    assert "adapter_other_context" not in without["reconstruction"]
+    assert without["reconstruction"]["adapter"] == pytest.approx(result["reconstruction"]["adapter"], rel=1e-6)
+    single = context_perplexity(model, tokenizer, texts, **(kwargs | {"max_blocks": 1}))
+    assert "adapter_other_context" not in single["completion"]
 
 
 @pytest.mark.slow
