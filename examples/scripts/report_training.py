@@ -47,6 +47,33 @@ def plot_losses(state: dict, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+METHOD_LABELS = {"no_context": "no context", "adapter_other_context": "another context's adapter",
+                 "adapter": "own context's adapter", "in_prompt": "context in prompt"}
+
+
+def plot_perplexity(perplexity: dict, path: Path) -> None:
+    """Grouped bars: for each objective and generator, the held-out perplexity of every method."""
+    objectives = ("reconstruction", "completion")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    names = list(perplexity)
+    width = 0.8 / len(METHOD_LABELS)
+    for ax, objective in zip(axes, objectives):
+        for j, (method, label) in enumerate(METHOD_LABELS.items()):
+            values = [perplexity[g][objective].get(method, float("nan")) for g in names]
+            xs = [i + (j - (len(METHOD_LABELS) - 1) / 2) * width for i in range(len(names))]
+            ax.bar(xs, values, width, label=label)
+        ax.set_xticks(range(len(names)), [f"{Path(g).parent.name}/{Path(g).name}" for g in names],
+                      rotation=15, fontsize=8)
+        ax.set_title(f"held-out {objective} perplexity")
+    axes[0].set_ylabel("perplexity (lower is better)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrain", help="pretraining output_dir")
@@ -81,6 +108,8 @@ def main() -> None:
         print(json.dumps({"generator": generator, "perplexity": results["perplexity"][generator],
                           "knowledge": results["knowledge"].get(generator)}, indent=1, default=str))
     out.mkdir(parents=True, exist_ok=True)
+    if results["perplexity"]:
+        plot_perplexity(results["perplexity"], out / "img" / "perplexity.png")
     (out / "training_results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
