@@ -287,6 +287,30 @@ def test_control_answers_with_the_next_contexts_adapter(tmp_path, model, tokeniz
                  progress=False)
 
 
+def test_reuse_baselines_of_an_earlier_run(tmp_path, model, tokenizer):
+    path = knowledge_file(tmp_path)
+    kwargs = dict(model=model, tokenizer=tokenizer, group_sizes=(1,), max_new_tokens=6, progress=False)
+    first = evaluate("knowledge", path, out_dir=tmp_path / "first", **kwargs)
+    again = evaluate("knowledge", path, out_dir=tmp_path / "again", reuse_baselines=tmp_path / "first", **kwargs)
+    assert again["settings"]["reused_baselines"] == {"from": str(tmp_path / "first"),
+                                                     "methods": ["closed_book", "prompting"]}
+    assert "reused from" in (tmp_path / "again" / "results.md").read_text()
+    for method in ("closed_book", "prompting", "adapter"):
+        old = [r for r in first["records"] if r["method"] == method]
+        new = [r for r in again["records"] if r["method"] == method]
+        assert [r["prediction"] for r in new] == [r["prediction"] for r in old]
+        assert again["methods"][method]["score"] == pytest.approx(first["methods"][method]["score"])
+        # baselines are read back (the same timings), the generator's method is run again (new timings)
+        same_timing = [r["seconds"] for r in new] == [r["seconds"] for r in old]
+        assert same_timing == (method != "adapter")
+    with pytest.raises(ValueError, match="other contexts or questions"):
+        evaluate("knowledge", path, out_dir=None, reuse_baselines=tmp_path / "first", **(kwargs | {"group_sizes": (2,)}))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        evaluate("knowledge", path, reuse_baselines=tmp_path / "first", **(kwargs | {"max_new_tokens": 5}))
+    with pytest.raises(ValueError, match="Cannot reuse baselines from .*missing"):
+        evaluate("knowledge", path, reuse_baselines=tmp_path / "missing", **kwargs)
+
+
 @pytest.mark.parametrize("lines, message", [
     ([{"context": "A text.", "questions": [{"question": "q?", "answers": ["a"]}]}, {"context": "B."}],
      r"knowledge.jsonl:2: missing key 'questions'"),

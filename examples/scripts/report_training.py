@@ -1,6 +1,6 @@
 """Report a generator's training: loss curves, held-out perplexity and knowledge-QA F1 against the baselines.
 
-    python examples/scripts/report_training.py --pretrain runs/pretrain --sft runs/sft \
+    python examples/scripts/report_training.py --pretrain runs/pretrain runs/pretrain2 --sft runs/sft \
         --generator peft_generative/assets/generator --out docs
 
 Writes `<out>/img/*_loss.png`, `<out>/img/perplexity.png` and `<out>/training_results.json`, and prints Markdown.
@@ -28,6 +28,17 @@ def trainer_state(run_dir: str) -> dict:
     if not checkpoints:
         raise SystemExit(f"no checkpoints in {run_dir}")
     return json.loads(Path(checkpoints[-1], "trainer_state.json").read_text())
+
+
+def chained_state(run_dirs: list[str]) -> dict:
+    """The logs of consecutive stages (each started from the previous one's generator) as one run: the steps of
+    every stage are shifted by the steps of the stages before it."""
+    history, offset = [], 0
+    for run_dir in run_dirs:
+        state = trainer_state(run_dir)
+        history += [{**h, "step": h["step"] + offset} for h in state["log_history"] if "step" in h]
+        offset += state["global_step"]
+    return {"log_history": history, "global_step": offset}
 
 
 def plot_losses(state: dict, title: str, path: Path) -> None:
@@ -76,8 +87,8 @@ def plot_perplexity(perplexity: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrain", help="pretraining output_dir")
-    parser.add_argument("--sft", help="instruction-tuning output_dir")
+    parser.add_argument("--pretrain", nargs="+", help="pretraining output_dir(s), several for consecutive stages")
+    parser.add_argument("--sft", nargs="+", help="instruction-tuning output_dir(s)")
     parser.add_argument("--generator", action="append", default=[], help="generator dirs to evaluate (repeatable)")
     parser.add_argument("--validation", default="data/pretraining/validation.jsonl")
     parser.add_argument("--knowledge", default="data/knowledge/test.eval.jsonl")
@@ -89,7 +100,7 @@ def main() -> None:
     results: dict = {"perplexity": {}, "knowledge": {}}
     for name, run in (("pretrain", args.pretrain), ("sft", args.sft)):
         if run:
-            state = trainer_state(run)
+            state = chained_state(run)
             plot_losses(state, f"{name}: training loss", out / "img" / f"{name}_loss.png")
             results[f"{name}_steps"] = state["global_step"]
 

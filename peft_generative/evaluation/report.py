@@ -145,6 +145,12 @@ def to_markdown(result: dict) -> str:
         + ("" if result.get("generator_trained", True) else " (untrained: adapters are zero)"),
         f"- score: {result['metric_name']} ({'higher' if result['higher_is_better'] else 'lower'} is better)",
         f"- {result['settings']['contexts']} contexts, wall time {result['wall_seconds']:.1f} s",
+    ]
+    reused = result["settings"].get("reused_baselines")
+    if reused:
+        lines.append(f"- reused from `{reused['from']}` (they do not depend on the generator): "
+                     + ", ".join(METHOD_LABELS.get(m, m) for m in reused["methods"]))
+    lines += [
         "- input: " + ", ".join(f"{k}={v}" for k, v in result.get("data", {}).items() if k != "skipped"),
         "",
         "| method | score | " + ("EM | " if metric == "f1" else "") + "answers | answers/s | s/answer "

@@ -4,6 +4,7 @@ subcommand `peft-generative eval` (`add_eval_parser` / `run_eval_from_args`)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -32,6 +33,8 @@ VALIDATORS = {
 }
 DEFAULT_BUCKETS = (512, 1024, 2048, 4096, 8192)
 DEFAULT_GROUP_SIZES = (1, 4, 16)
+# Methods whose answers do not depend on the generator: an earlier run's records can be reused.
+BASELINES = ("closed_book", "prompting")
 UNTRAINED = ("NOTE: no trained generator is available, so a fresh (untrained) generator is used: its adapters are "
              "exactly zero and the generative-adapter scores equal the closed-book ones.")
 
@@ -64,6 +67,48 @@ def _unique_ids(units: list[Unit]) -> None:
         seen[u.uid] = n + 1
         if n:
             u.uid = f"{u.uid}#{n}"
+
+
+def _reused_baselines(directory, task: str, described: dict, settings: dict, units: Sequence[Unit],
+                      buckets: Sequence[int], methods: Sequence[str]) -> dict[str, list[dict]]:
+    """Records of the generator-independent methods from an earlier run in `directory`, checked to be the same
+    task, base model, decoding and questions as this run: `{method: records}`."""
+    directory = Path(directory)
+    try:
+        old = json.loads((directory / "results.json").read_text(encoding="utf-8"))
+        with open(directory / "predictions.jsonl", encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot reuse baselines from {directory}: {err}. Point --reuse-baselines at the output "
+                         "directory of an earlier `peft-generative eval` run (results.json + predictions.jsonl).")
+    mismatch = [f"{key}: {old.get(key)!r} there, {value!r} here" for key, value in
+                (("task", task), ("model", described["model"])) if old.get(key) != value]
+    old_settings = old.get("settings", {})
+    mismatch += [f"{key}: {old_settings.get(key)!r} there, {settings[key]!r} here"
+                 for key in ("max_new_tokens", "dtype") if old_settings.get(key) != settings[key]]
+    expected = {u.uid: (len(u.queries), u.context_tokens) for u in units}
+    reused = {}
+    for method in methods:
+        if method not in BASELINES:
+            continue
+        mine = [r for r in records if r.get("method") == method]
+        if not mine:
+            continue
+        found: dict[str, list] = {}
+        for r in mine:
+            found.setdefault(r["unit"], []).append(r)
+        got = {uid: (len(rs), rs[0]["context_tokens"]) for uid, rs in found.items()}
+        if got != expected:
+            mismatch.append(f"{method}: the earlier run answered other contexts or questions "
+                            f"({len(got)} contexts there, {len(expected)} here)")
+            continue
+        for r in mine:
+            r["bucket"] = bucket_label(r["context_tokens"], buckets)
+        reused[method] = mine
+    if mismatch:
+        raise ValueError(f"Cannot reuse baselines from {directory}: " + "; ".join(mismatch)
+                         + ". Run without --reuse-baselines, or with the earlier run's settings and data.")
+    return reused
 
 
 def _run_method(engine: Engine, task: str, method: str, units: Sequence[Unit], score, progress: bool) -> list[dict]:
@@ -130,6 +175,7 @@ def evaluate(
     batch_size: int = 8,
     max_new_tokens: int = 32,
     progress: bool = True,
+    reuse_baselines: Optional[str | os.PathLike] = None,
 ) -> dict:
     """Evaluate closed-book, prompting and generative-adapter answering on one task file.
 
@@ -148,6 +194,10 @@ def evaluate(
         max_questions: at most this many questions/queries/probes per context.
         batch_size: answers per batch (left-padded generation, one adapter row per answer).
         max_new_tokens: answer length limit (greedy; answers stop at the first newline).
+        reuse_baselines: the output directory of an earlier run on the same data and base model: its closed-book
+            and prompting answers (which do not depend on the generator) are reused instead of recomputed, so that
+            a new generator costs only its own answers. Checked to be the same task, model, decoding and questions;
+            the result says which methods were reused and from where.
 
     Returns:
         The result dict written to results.json (`methods`, `by_bucket`, `by_group`, settings, ...), plus
@@ -171,23 +221,29 @@ def evaluate(
 
     peft_model, tokenizer, described = _load(model, generator, tokenizer)
     engine = Engine(peft_model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    param = next(peft_model.parameters())
     was_training = peft_model.training
     peft_model.eval()
     start = time.perf_counter()
+    reused: dict[str, list[dict]] = {}
     try:
-        engine.warmup()
         prepared = TASKS[task](data_file, engine, limit=limit, max_questions=max_questions, group_sizes=group_sizes)
         units = prepared["units"]
         _unique_ids(units)
         for unit in units:
             unit.bucket = bucket_label(unit.context_tokens, buckets)
+        if reuse_baselines is not None:
+            reused = _reused_baselines(reuse_baselines, task, described,
+                                       {"max_new_tokens": max_new_tokens, "dtype": str(param.dtype).replace("torch.", "")},
+                                       units, buckets, methods)
+        engine.warmup()
         records = []
         for method in methods:
-            records += _run_method(engine, task, method, units, prepared["score"], progress)
+            records += reused[method] if method in reused else _run_method(engine, task, method, units,
+                                                                             prepared["score"], progress)
     finally:
         peft_model.train(was_training)
     wall = time.perf_counter() - start
-    param = next(peft_model.parameters())
     result = {
         "task": task,
         "data_file": str(data_file),
@@ -198,6 +254,7 @@ def evaluate(
             "batch_size": batch_size, "max_new_tokens": max_new_tokens, "decoding": "greedy, cut at first newline",
             "dtype": str(param.dtype).replace("torch.", ""), "device": str(param.device),
             "torch_threads": torch.get_num_threads(), "contexts": len(units),
+            "reused_baselines": {"from": str(reuse_baselines), "methods": sorted(reused)} if reused else None,
         },
         "data": prepared["info"],
         "wall_seconds": wall,
@@ -266,6 +323,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
                              "next context in the file")
     parser.add_argument("--batch-size", type=_positive, default=8, help="answers per batch (default 8)")
     parser.add_argument("--max-new-tokens", type=_positive, default=32, help="answer length limit (default 32)")
+    parser.add_argument("--reuse-baselines", default=None, metavar="DIR",
+                        help="reuse the closed-book and prompting answers of an earlier run in DIR (same data, "
+                             "model and settings; checked): only the generator's methods are run again")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run_eval_from_args)
     return parser
@@ -278,6 +338,7 @@ def run_eval_from_args(args: argparse.Namespace) -> int:
         args.task, args.data, model=args.model, generator=args.generator, limit=args.limit, out_dir=out,
         buckets=args.buckets, methods=args.methods, group_sizes=args.group_sizes, max_questions=args.max_questions,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
+        reuse_baselines=args.reuse_baselines,
     )
     print(to_markdown(result))
     for kind, path in result.get("files", {}).items():
