@@ -91,3 +91,31 @@ def test_training_step_on_the_real_model(real_model):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in gen)
     assert any(p.grad.abs().sum() > 0 for p in gen)
     assert all(p.grad is None for n, p in model.named_parameters() if "generator_" not in n)
+
+
+def test_the_main_job_runs_with_the_shipped_generator(capsys):
+    """`peft-generative demo` (the README's main command): the default model loads with the shipped, trained
+    generator, which writes a non-zero adapter for the bundled document."""
+    from peft_generative.cli import main
+    from peft_generative.loading import load_generative_model, shipped_generator_path
+
+    shipped = shipped_generator_path()
+    assert shipped is not None and (shipped / "adapter_model.safetensors").stat().st_size <= 25 * 2**20
+    model, tok, info = load_generative_model()
+    assert info["trained"] and info["generator"] == str(shipped)
+    ctx = model.contextualize(PARAGRAPH, tokenizer=tok)
+    lora_a, lora_b = next(iter(ctx.factors.values()))
+    assert torch.isfinite(lora_a).all() and torch.isfinite(lora_b).all() and lora_b.abs().sum() > 0
+    inputs = chat_ids(tok, "Who founded Velmora?")
+    with torch.no_grad():
+        with model.use_context(None):
+            plain = model(**inputs).logits
+        with model.use_context(ctx):
+            adapted = model(**inputs).logits
+    assert not torch.allclose(plain, adapted, atol=1e-3)
+
+    assert main(["demo", "--question", "Who founded Quillmoor?", "--max-new-tokens", "6"]) == 0
+    out = capsys.readouterr().out
+    assert f"generator: {shipped}" in out and "Q: Who founded Quillmoor?" in out
+    for label in ("base model (no context)", "generative adapter", "context in prompt"):
+        assert label in out
