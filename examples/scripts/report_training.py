@@ -33,25 +33,36 @@ def trainer_state(run_dir: str) -> dict:
 def chained_state(run_dirs: list[str]) -> dict:
     """The logs of consecutive stages (each started from the previous one's generator) as one run: the steps of
     every stage are shifted by the steps of the stages before it."""
-    history, offset = [], 0
+    history, offset, starts = [], 0, []
     for run_dir in run_dirs:
         state = trainer_state(run_dir)
         history += [{**h, "step": h["step"] + offset} for h in state["log_history"] if "step" in h]
+        if offset:
+            starts.append(offset)
         offset += state["global_step"]
-    return {"log_history": history, "global_step": offset}
+    return {"log_history": history, "global_step": offset, "stage_starts": starts}
 
 
-def plot_losses(state: dict, title: str, path: Path) -> None:
+def plot_losses(state: dict, title: str, path: Path, window: int = 5) -> None:
+    """Logged losses (faint) with their running mean over `window` log points (bold); dotted lines where a new
+    stage starts (see `chained_state`)."""
     logs = [h for h in state["log_history"] if "loss" in h]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for key, label in (("loss", "loss"), ("loss_completion", "completion"), ("loss_reconstruction", "reconstruction")):
         points = [(h["step"], float(h[key])) for h in logs if key in h]
-        if points:
-            ax.plot(*zip(*points), label=label)
+        if not points:
+            continue
+        steps, values = zip(*points)
+        line, = ax.plot(steps, values, alpha=0.25)
+        smooth = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1): i + 1])
+                  for i in range(len(values))]
+        ax.plot(steps, smooth, color=line.get_color(), label=f"{label} (mean of {window} logs)")
+    for boundary in state.get("stage_starts", []):
+        ax.axvline(boundary, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("token NLL")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
