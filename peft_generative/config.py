@@ -72,10 +72,9 @@ class GenerativeAdapterConfig(PeftConfig):
             the layer's `input_layernorm`: keys and values begin as the attention's own (the option the paper's
             code offers). Rows beyond the projection's rank stay Kaiming-normal. `B` stays zero either way.
         center_keys: subtract each chunk's mean key before accumulating, `S = sum_t (K_t - mean K) V_t^T` (not in
-            the paper). Without it the state of any text is dominated by the mean key times the mean value, which
-            is nearly the same for every context, and a generator can learn to write that shared part into every
-            adapter. Per chunk, so states stay additive (`extend`, `forget`); a context of one chunk gets exactly
-            its key/value covariance.
+            the paper): the state becomes the context's key/value covariance instead of containing the mean key
+            times the mean value, a term most texts share. Per chunk, so states stay additive (`extend`, `forget`).
+            On the default model it did not make the generated adapters more context-specific (docs/results.md).
         base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
     """
 

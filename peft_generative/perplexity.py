@@ -1,7 +1,7 @@
 """Held-out perplexity of the self-supervised objectives, with the generated adapter and two baselines.
 
 For each packed block (`num_segments` segments): the context is all but the last segment. Completion = the last
-segment; reconstruction = a window of the context. Each target is scored three ways, the same way:
+segment; reconstruction = a window of the context. Each target is scored the same way with:
 - `adapter`: the question-free model carrying the adapter generated from the context;
 - `no_context`: the base model on the target alone;
 - `in_prompt`: the base model with the context tokens in front of the target (loss on the target only);
