@@ -49,8 +49,9 @@ def test_factors_equal_the_dense_formula(normalization):
     assert lora_a.shape[1] == cfg.adapter_rank
 
 
-def test_state_is_the_sum_over_tokens_of_kt_v():
-    model = randomize_generator(make(encoding="parallel"))
+def state_update_by_hand(center_keys: bool):
+    """A layer's `state_update` on 5 real tokens + 2 padding, and the keys/values of the real tokens computed here."""
+    model = randomize_generator(make(encoding="parallel", center_keys=center_keys))
     layer = next(m for m in model.modules() if isinstance(m, pg.GenerativeLinear))
     h = torch.randn(1, 7, 32)
     mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
@@ -59,38 +60,33 @@ def test_state_is_the_sum_over_tokens_of_kt_v():
     hn = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6) * norm
     k = hn[0, :5] @ layer.generator_A2["default"].T
     v = hn[0, :5] @ layer.generator_A3["default"].T
+    return model, layer, h, mask, got, k, v
+
+
+def test_state_is_the_sum_over_tokens_of_kt_v():
+    _, _, _, _, got, k, v = state_update_by_hand(center_keys=False)
     assert torch.allclose(got[0], k.T @ v, atol=1e-5)
 
 
 def test_center_keys_gives_the_key_value_covariance_and_ignores_padding():
-    model = randomize_generator(make(encoding="parallel", center_keys=True))
-    layer = next(m for m in model.modules() if isinstance(m, pg.GenerativeLinear))
-    h = torch.randn(1, 7, 32)
-    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
-    got = layer.state_update(h, mask, "default")
-    norm = layer.generator_norm["default"]
-    hn = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6) * norm
-    k = hn[0, :5] @ layer.generator_A2["default"].T
-    v = hn[0, :5] @ layer.generator_A3["default"].T
+    model, layer, h, mask, got, k, v = state_update_by_hand(center_keys=True)
     centered = (k - k.mean(0)).T @ (v - v.mean(0))
     assert torch.allclose(got[0], centered, atol=1e-4)
     assert not torch.allclose(got[0], k.T @ v, atol=1e-2)
     # padding beyond the mask changes nothing
     assert torch.allclose(layer.state_update(h[:, :5], mask[:, :5], "default"), got, atol=1e-5)
-    # still additive over chunks, so parallel contexts can forget exactly
-    a, b = list(range(1, 17)), list(range(40, 56))
-    both, sa, sb = model.contextualize(a + b), model.contextualize(a), model.contextualize(b)
-    for key in both.states:
-        assert torch.allclose(both.states[key], sa.states[key] + sb.states[key], atol=1e-5)
     # a padded batch row gives the same state as the row alone
+    a = list(range(1, 17))
     batch = model.contextualize([a, a[:9]])
     alone = model.contextualize(a[:9])
     for key in batch.states:
         assert torch.allclose(batch.states[key][1], alone.states[key][0], atol=1e-5)
 
 
-def test_parallel_state_is_additive_over_chunks():
-    model = randomize_generator(make(encoding="parallel"))
+@pytest.mark.parametrize("center_keys", [False, True])
+def test_parallel_state_is_additive_over_chunks(center_keys):
+    # with center_keys too: keys are centred per chunk, so parallel contexts can still forget exactly
+    model = randomize_generator(make(encoding="parallel", center_keys=center_keys))
     a, b = list(range(1, 17)), list(range(40, 56))  # exactly one window each
     both = model.contextualize(a + b)
     sa = model.contextualize(a)

@@ -8,7 +8,7 @@ from datasets import Dataset
 import peft_generative as pg
 from peft_generative.trainer import GenerativeAdapterTrainer, GenerativeAdapterTrainingConfig
 
-from .conftest import small_base
+from .conftest import randomize_generator, small_base
 
 WORDS = ("river market stone harbour council quarry salt trader warehouse spring square bridge lantern ferry "
          "mill orchard").split()
@@ -142,12 +142,7 @@ def test_perplexity_control_uses_another_blocks_adapter(tokenizer):
 
     from peft_generative.perplexity import context_perplexity
 
-    model = get_peft_model(small_base(tokenizer), gen_config())
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "generator_B" in name:
-                param.normal_(0, 0.5)
+    model = randomize_generator(get_peft_model(small_base(tokenizer), gen_config()), std=0.5)
     texts = documents(10, seed=3)
     kwargs = dict(num_segments=3, segment_length=16, max_blocks=4, batch_size=3, progress=False)
     result = context_perplexity(model, tokenizer, texts, **kwargs)
