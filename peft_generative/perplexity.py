@@ -46,21 +46,21 @@ def context_perplexity(model, tokenizer, texts: Sequence[str], *, num_segments: 
                                         segment_length=segment_length)
     device = next(model.parameters()).device
     methods = ("adapter", "no_context", "in_prompt") + (("adapter_other_context",) if control and len(blocks) > 1 else ())
-    context_len = (num_segments - 1) * segment_length
     totals = {obj: {m: [0.0, 0] for m in methods} for obj in (COMPLETION, RECONSTRUCTION)}
     starts = range(0, len(blocks), batch_size)
     for start in tqdm(starts, desc="perplexity", disable=not progress, leave=False):
         indices = range(start, min(start + batch_size, len(blocks)))
         batch = collate([blocks[i] for i in indices])
         ids, mask, labels = (batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
-        ctx = tuner.contextualize(batch["context"], activate=False, progress=False).rows(batch["context_index"])
+        contexts = list(batch["context"])
+        if "adapter_other_context" in methods:  # the control needs the context of the block after this batch too
+            contexts += collate([blocks[(indices[-1] + 1) % len(blocks)]])["context"]
+        made = tuner.contextualize(contexts, activate=False, progress=False)
         scores = {}
-        with tuner.use_context(ctx):
+        with tuner.use_context(made.rows(batch["context_index"])):
             scores["adapter"] = _nll(model, ids, mask, labels)
-        if "adapter_other_context" in methods:
-            others = [list(blocks[(i + 1) % len(blocks)]["block"][:context_len]) for i in indices]
-            other = tuner.contextualize(others, activate=False, progress=False).rows(batch["context_index"])
-            with tuner.use_context(other):
+        if "adapter_other_context" in methods:  # block i carries block i + 1's adapter
+            with tuner.use_context(made.rows(batch["context_index"] + 1)):
                 scores["adapter_other_context"] = _nll(model, ids, mask, labels)
         with tuner.use_context(None):
             scores["no_context"] = _nll(model, ids, mask, labels)
