@@ -52,15 +52,16 @@ def main() -> None:
     parser.add_argument("--segment-length", type=int, default=128)
     parser.add_argument("--out", help="JSON file")
     args = parser.parse_args()
-    results = {}
+    texts = Dataset.from_dict({"text": [r["text"] for r in read_jsonl(args.validation)]})
+    context_len = (args.num_segments - 1) * args.segment_length
+    results, contexts = {}, None
     for generator in args.generator:
         model, tokenizer, _ = load_generative_model(None, generator)
-        texts = [r["text"] for r in read_jsonl(args.validation)]
-        blocks, _ = pack_text(Dataset.from_dict({"text": texts}), tokenizer, args.num_segments * args.segment_length)
-        if len(blocks) < 2:
-            raise SystemExit(f"error: {args.validation} packs into {len(blocks)} block(s); at least 2 are needed")
-        context_len = (args.num_segments - 1) * args.segment_length
-        contexts = [list(blocks[i]["block"][:context_len]) for i in range(min(args.contexts, len(blocks)))]
+        if contexts is None:  # every generator belongs to the default model: one tokenizer, the same contexts
+            blocks, _ = pack_text(texts, tokenizer, args.num_segments * args.segment_length)
+            if len(blocks) < 2:
+                raise SystemExit(f"error: {args.validation} packs into {len(blocks)} block(s); at least 2 are needed")
+            contexts = [list(blocks[i]["block"][:context_len]) for i in range(min(args.contexts, len(blocks)))]
         results[generator] = similarity(model, contexts)
         s = results[generator]["summary"]
         print(f"{generator}: common share {s['common_share']['mean']:.3f} "

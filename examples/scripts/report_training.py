@@ -54,8 +54,8 @@ def plot_losses(state: dict, title: str, path: Path, window: int = 5) -> None:
             continue
         steps, values = zip(*points)
         line, = ax.plot(steps, values, alpha=0.25)
-        smooth = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1): i + 1])
-                  for i in range(len(values))]
+        recent = [values[max(0, i - window + 1): i + 1] for i in range(len(values))]
+        smooth = [sum(r) / len(r) for r in recent]
         ax.plot(steps, smooth, color=line.get_color(), label=f"{label} (mean of {window} logs)")
     for boundary in state.get("stage_starts", []):
         ax.axvline(boundary, color="grey", linestyle=":", linewidth=1)

@@ -222,6 +222,7 @@ def evaluate(
     peft_model, tokenizer, described = _load(model, generator, tokenizer)
     engine = Engine(peft_model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
     param = next(peft_model.parameters())
+    dtype = str(param.dtype).replace("torch.", "")
     was_training = peft_model.training
     peft_model.eval()
     start = time.perf_counter()
@@ -234,8 +235,7 @@ def evaluate(
             unit.bucket = bucket_label(unit.context_tokens, buckets)
         if reuse_baselines is not None:
             reused = _reused_baselines(reuse_baselines, task, described,
-                                       {"max_new_tokens": max_new_tokens, "dtype": str(param.dtype).replace("torch.", "")},
-                                       units, buckets, methods)
+                                       {"max_new_tokens": max_new_tokens, "dtype": dtype}, units, buckets, methods)
         engine.warmup()
         records = []
         for method in methods:
@@ -252,7 +252,7 @@ def evaluate(
             "methods": list(methods), "limit": limit, "max_questions": max_questions, "buckets": buckets,
             "group_sizes": sorted(set(int(g) for g in group_sizes)) if task == knowledge.TASK else None,
             "batch_size": batch_size, "max_new_tokens": max_new_tokens, "decoding": "greedy, cut at first newline",
-            "dtype": str(param.dtype).replace("torch.", ""), "device": str(param.device),
+            "dtype": dtype, "device": str(param.device),
             "torch_threads": torch.get_num_threads(), "contexts": len(units),
             "reused_baselines": {"from": str(reuse_baselines), "methods": sorted(reused)} if reused else None,
         },
