@@ -15,6 +15,7 @@ import torch
 from trl import SFTConfig, SFTTrainer
 
 from .config import GenerativeAdapterConfig
+from .context import GeneratedContext
 from .model import GenerativeAdapterModel
 from .training_data import (
     COMPLETION,
@@ -23,6 +24,7 @@ from .training_data import (
     GenerativeAdapterCollator,
     dataset_kind,
     pack_text,
+    split_mixed,
     tokenize_instruction,
 )
 
@@ -39,12 +41,16 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
         reconstruction_length: tokens of the reconstruction window (default: `segment_length`).
         reconstruction_weight: `None` (default, as in the paper): one token-averaged loss over completion and
             reconstruction tokens; a number `w` in [0, 1]: `(1 - w) * completion + w * reconstruction`.
+        text_weight: mixed datasets (text and instruction rows): a batch holding both kinds is trained on
+            `(1 - text_weight) * instruction + text_weight * text`, each a token average of its own, so a few short
+            answers are not drowned by long text targets.
     """
 
     num_segments: int = field(default=2, metadata={"help": "Segments per text block (context = all but the last)."})
     segment_length: int = field(default=256, metadata={"help": "Tokens per segment."})
     reconstruction_length: Optional[int] = field(default=None, metadata={"help": "Reconstruction window tokens."})
     reconstruction_weight: Optional[float] = field(default=None, metadata={"help": "Mixing weight, None = token avg."})
+    text_weight: float = field(default=0.5, metadata={"help": "Mixed datasets: weight of the text loss."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4 pretraining)."})
 
     def __post_init__(self):
@@ -58,6 +64,8 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             raise ValueError("`segment_length` must be >= 2.")
         if self.reconstruction_weight is not None and not 0 <= self.reconstruction_weight <= 1:
             raise ValueError("`reconstruction_weight` must be None or in [0, 1].")
+        if not 0 <= self.text_weight <= 1:
+            raise ValueError("`text_weight` must be in [0, 1].")
 
 
 def _accelerator_available() -> bool:
@@ -70,7 +78,8 @@ class GenerativeAdapterTrainer(SFTTrainer):
 
     Pass a base model (or its path) with `peft_config=GenerativeAdapterConfig(...)`, or an already wrapped
     `PeftModel`. `train_dataset` is either plain `text` (self-supervised pretraining) or `context` plus
-    `messages` / `prompt`+`completion` (instruction tuning).
+    `messages` / `prompt`+`completion` (instruction tuning), or both kinds of row in one dataset (rows with an empty
+    `context` are text rows), e.g. instruction data that replays pretraining text.
     """
 
     def __init__(self, model, args: Optional[GenerativeAdapterTrainingConfig] = None, train_dataset=None,
@@ -109,15 +118,40 @@ class GenerativeAdapterTrainer(SFTTrainer):
             return dataset  # already prepared
         kind = dataset_kind(columns, args.dataset_text_field)
         if kind == "text":
-            prepared, stats = pack_text(dataset, processing_class, args.num_segments * args.segment_length,
-                                        args.dataset_text_field)
-            self.packing_stats[dataset_name] = stats
-            logger.info("packed %s dataset: %s", dataset_name, stats)
-            return prepared
+            return self._pack(dataset, processing_class, args, dataset_name)
+        if kind == "instruction":
+            return self._tokenize(dataset, processing_class, args, dataset_name)
+        instruction_rows, text_rows = split_mixed(dataset, args.dataset_text_field)
+        if not text_rows:
+            return self._tokenize(dataset, processing_class, args, dataset_name)
+        packed = self._pack(dataset.select(text_rows), processing_class, args, dataset_name)
+        if not instruction_rows:
+            return packed
+        tokenized = self._tokenize(dataset.select(instruction_rows), processing_class, args, dataset_name)
+        blocks, n = list(packed["block"]), len(tokenized)
+        self.packing_stats[dataset_name]["instruction_rows"] = n
+        from datasets import Dataset
+
+        return Dataset.from_dict({
+            "block": blocks + [[] for _ in range(n)],
+            "context": [""] * len(blocks) + list(tokenized["context"]),
+            "input_ids": [[] for _ in blocks] + list(tokenized["input_ids"]),
+            "labels": [[] for _ in blocks] + list(tokenized["labels"]),
+        })
+
+    def _pack(self, dataset, processing_class, args, dataset_name):
+        prepared, stats = pack_text(dataset, processing_class, args.num_segments * args.segment_length,
+                                    args.dataset_text_field)
+        self.packing_stats[dataset_name] = stats
+        logger.info("packed %s dataset: %s", dataset_name, stats)
+        return prepared
+
+    @staticmethod
+    def _tokenize(dataset, processing_class, args, dataset_name):
         return dataset.map(
             tokenize_instruction,
             fn_kwargs={"tokenizer": processing_class, "max_length": args.max_length},
-            remove_columns=columns,
+            remove_columns=list(dataset.column_names),
             desc=f"Tokenizing {dataset_name} dataset",
         )
 
@@ -134,32 +168,46 @@ class GenerativeAdapterTrainer(SFTTrainer):
         contexts = inputs.pop("context")
         index = inputs.pop("context_index")
         objective = inputs.pop("objective")
-        tuner = self._tuner()
-        generated = tuner.contextualize(
-            contexts, tokenizer=self.processing_class, requires_grad=torch.is_grad_enabled(), activate=False,
-            progress=False,
-        )
-        generated = generated.rows(index)
-        with tuner.use_context(generated):
+        generated = self._contextualize(contexts).rows(index)
+        with self._tuner().use_context(generated):
             if bool((objective == INSTRUCTION).all()):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return self._self_supervised_loss(model, inputs, objective, return_outputs)
+            return self._objective_loss(model, inputs, objective, return_outputs)
 
-    def _self_supervised_loss(self, model, inputs, objective, return_outputs):
+    def _contextualize(self, contexts: list) -> GeneratedContext:
+        """One adapter per context; text blocks arrive as token ids, instruction contexts as strings (which get the
+        tokenizer's chunk prefix, exactly as at inference), so a mixed batch is encoded in two groups."""
+        groups = [[i for i, c in enumerate(contexts) if not isinstance(c, str)],
+                  [i for i, c in enumerate(contexts) if isinstance(c, str)]]
+        parts = [
+            self._tuner().contextualize([contexts[i] for i in group], tokenizer=self.processing_class,
+                                        requires_grad=torch.is_grad_enabled(), activate=False, progress=False)
+            for group in groups if group
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        order = groups[0] + groups[1]
+        return GeneratedContext.stack(parts).rows([order.index(i) for i in range(len(contexts))])
+
+    def _objective_loss(self, model, inputs, objective, return_outputs):
+        """The loss of batches with text rows (completion and reconstruction, plus instruction rows in a mixed
+        dataset), with each objective's loss logged on its own."""
         mode = "train" if self.model.training else "eval"
         outputs = model(**inputs, use_cache=False, fused_lm_head=True)
         nll = -outputs.log_probs.sum(-1)
         count = outputs.label_mask.sum(-1)
         parts = {}
-        for name, kind in (("completion", COMPLETION), ("reconstruction", RECONSTRUCTION)):
+        for name, kind in (("completion", COMPLETION), ("reconstruction", RECONSTRUCTION),
+                           ("instruction", INSTRUCTION)):
             rows = (objective == kind).to(nll.device)
-            parts[name] = (nll[rows].sum(), count[rows].sum().clamp(min=1))
+            if rows.any():
+                parts[name] = (nll[rows].sum(), count[rows].sum().clamp(min=1))
+        (c_sum, c_n), (r_sum, r_n) = parts["completion"], parts["reconstruction"]
         weight = self.args.reconstruction_weight
-        if weight is None:
-            loss = nll.sum() / count.sum().clamp(min=1)
-        else:
-            loss = (1 - weight) * parts["completion"][0] / parts["completion"][1] + \
-                weight * parts["reconstruction"][0] / parts["reconstruction"][1]
+        loss = (c_sum + r_sum) / (c_n + r_n) if weight is None else (1 - weight) * c_sum / c_n + weight * r_sum / r_n
+        if "instruction" in parts:
+            i_sum, i_n = parts["instruction"]
+            loss = (1 - self.args.text_weight) * i_sum / i_n + self.args.text_weight * loss
         for name, (total, n) in parts.items():
             self._metrics[mode][f"loss_{name}"].append((total / n).item())
         if mode == "train":

@@ -7,6 +7,8 @@ Two kinds of data:
   (reconstruction).
 - instruction data: a `context` string plus `messages` (chat) or `prompt` / `completion`. The context reaches the
   model only through the generated adapter; the loss is on the assistant tokens only.
+- both in one dataset (`mixed`, e.g. instruction tuning that replays pretraining text so the generator keeps what
+  pretraining taught it): rows with a non-empty `context` are instruction rows, the others are `text` rows.
 """
 
 from __future__ import annotations
@@ -22,14 +24,33 @@ COMPLETION, RECONSTRUCTION, INSTRUCTION = 0, 1, 2
 
 
 def dataset_kind(columns: list[str], text_field: str = "text") -> str:
-    if "context" in columns and ("messages" in columns or {"prompt", "completion"} <= set(columns)):
-        return "instruction"
+    """`text`, `instruction` or `mixed` (both column sets: each row is one or the other)."""
+    instruction = "context" in columns and ("messages" in columns or {"prompt", "completion"} <= set(columns))
+    if instruction:
+        return "mixed" if text_field in columns else "instruction"
     if text_field in columns:
         return "text"
     raise ValueError(
-        f"Cannot train a generator on columns {columns}: use plain `{text_field}` (self-supervised) or `context` "
-        "with `messages` or `prompt`/`completion` (instruction tuning)."
+        f"Cannot train a generator on columns {columns}: use plain `{text_field}` (self-supervised), `context` "
+        f"with `messages` or `prompt`/`completion` (instruction tuning), or both (rows with an empty `context` are "
+        f"`{text_field}` rows)."
     )
+
+
+def split_mixed(dataset, text_field: str = "text") -> tuple[list[int], list[int]]:
+    """Row indices of the instruction rows (non-empty `context`) and of the text rows of a mixed dataset."""
+    instruction, text = [], []
+    for i, (context, body) in enumerate(zip(dataset["context"], dataset[text_field])):
+        if isinstance(context, str) and context.strip():
+            instruction.append(i)
+        elif isinstance(body, str) and body.strip():
+            text.append(i)
+        else:
+            raise ValueError(
+                f"Row {i} of the mixed dataset has neither a `context` (instruction row) nor `{text_field}` (text "
+                "row): fill one of them or drop the row."
+            )
+    return instruction, text
 
 
 def pack_text(dataset, tokenizer, block_tokens: int, text_field: str = "text"):
@@ -103,9 +124,18 @@ class GenerativeAdapterCollator:
     seed: int = 0
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        if "block" in examples[0]:
-            return self._self_supervised(examples)
-        return self._instruction(examples)
+        text = [ex for ex in examples if ex.get("block")]
+        instruction = [ex for ex in examples if not ex.get("block")]
+        contexts, targets, labels, kinds, index = [], [], [], [], []
+        if text:
+            self._self_supervised(text, contexts, targets, labels, kinds, index)
+        if instruction:
+            self._instruction(instruction, contexts, targets, labels, kinds, index)
+        batch = self._pad(targets, labels)
+        batch["context"] = contexts
+        batch["context_index"] = torch.tensor(index)
+        batch["objective"] = torch.tensor(kinds)
+        return batch
 
     def _pad(self, rows: list[list[int]], labels: list[list[int]]) -> dict[str, torch.Tensor]:
         width = max(len(r) for r in rows)
@@ -123,29 +153,28 @@ class GenerativeAdapterCollator:
         rng = random.Random(int.from_bytes(digest[:8], "little") ^ self.seed)
         return rng.randrange(0, context_len - length + 1)
 
-    def _self_supervised(self, examples):
+    def _self_supervised(self, examples, contexts, targets, labels, kinds, index):
+        """Each block: its context (token ids), a completion target and a reconstruction target."""
         context_len = (self.num_segments - 1) * self.segment_length
         recon_len = min(self.reconstruction_length or self.segment_length, context_len)
-        contexts, targets, kinds = [], [], []
-        for ex in examples:
-            block = list(ex["block"])
+        first = len(contexts)
+        blocks = [list(ex["block"]) for ex in examples]
+        for block in blocks:
             contexts.append(block[:context_len])
             targets.append(block[context_len : context_len + self.segment_length])
             kinds.append(COMPLETION)
-        for ex in examples:
-            block = list(ex["block"])
+        for block in blocks:
             start = self._window_start(block, context_len, recon_len)
             targets.append(block[start : start + recon_len])
             kinds.append(RECONSTRUCTION)
-        batch = self._pad(targets, targets)
-        batch["context"] = contexts
-        batch["context_index"] = torch.arange(len(examples)).repeat(2)
-        batch["objective"] = torch.tensor(kinds)
-        return batch
+        labels.extend(targets[len(labels):])
+        index.extend(list(range(first, len(contexts))) * 2)
 
-    def _instruction(self, examples):
-        batch = self._pad([ex["input_ids"] for ex in examples], [ex["labels"] for ex in examples])
-        batch["context"] = [ex["context"] for ex in examples]
-        batch["context_index"] = torch.arange(len(examples))
-        batch["objective"] = torch.full((len(examples),), INSTRUCTION)
-        return batch
+    def _instruction(self, examples, contexts, targets, labels, kinds, index):
+        """Each example: its context (text) and its tokenized conversation with answer-only labels."""
+        for ex in examples:
+            index.append(len(contexts))
+            contexts.append(ex["context"])
+            targets.append(ex["input_ids"])
+            labels.append(ex["labels"])
+            kinds.append(INSTRUCTION)

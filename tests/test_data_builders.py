@@ -488,3 +488,38 @@ def test_cli_builds_from_cache(tmp_path, capsys):
     for name in summary:
         assert (out / name / "manifest.json").is_file()
         assert all(Path(p).is_file() for p in summary[name]["files"].values())
+
+
+# ------------------------------------------------------------------------------------------------- SFT mixture
+def test_sft_mixture_samples_training_splits_and_replays_text(tmp_path):
+    from datasets import load_dataset
+
+    from peft_generative.data import build_sft_mixture, write_jsonl
+    from peft_generative.training_data import dataset_kind, split_mixed
+
+    write_jsonl(tmp_path / "knowledge" / "train.jsonl",
+                [{"context": f"Passage {i}.", "prompt": f"Question {i}?", "completion": f"Answer {i}."}
+                 for i in range(10)])
+    write_jsonl(tmp_path / "knowledge" / "test.jsonl",
+                [{"context": "Held-out passage.", "prompt": "Q?", "completion": "A."}])
+    write_jsonl(tmp_path / "pretraining" / "train.jsonl", [{"text": f"Document {i} text."} for i in range(10)]
+                + [{"text": "   "}])
+    out = tmp_path / "sft.jsonl"
+    counts = build_sft_mixture(tmp_path, out, sizes={"knowledge": 6, "pretraining": 4})
+    assert counts == {"knowledge": 6, "pretraining": 4}
+    rows = list(read_jsonl(out))
+    build_sft_mixture(tmp_path, tmp_path / "again.jsonl", sizes={"knowledge": 6, "pretraining": 4})
+    assert rows == list(read_jsonl(tmp_path / "again.jsonl"))  # same seed, same file
+    assert all(set(row) == {"context", "messages", "text", "task"} for row in rows)
+    assert not any("Held-out" in row["context"] for row in rows)
+    text_rows = [row for row in rows if row["task"] == "pretraining"]
+    assert len(text_rows) == 4 and all(not row["context"] and row["text"].strip() for row in text_rows)
+    assert all(row["context"] and not row["text"] and row["messages"][-1]["role"] == "assistant"
+               for row in rows if row["task"] == "knowledge")
+    loaded = load_dataset("json", data_files=str(out))["train"]  # one schema for both kinds of row
+    assert dataset_kind(loaded.column_names) == "mixed"
+    instruction, text = split_mixed(loaded)
+    assert (len(instruction), len(text)) == (6, 4)
+    # without text rows the file is a plain instruction dataset, as before
+    build_sft_mixture(tmp_path, tmp_path / "plain.jsonl", sizes={"knowledge": 3})
+    assert all("text" not in row for row in read_jsonl(tmp_path / "plain.jsonl"))

@@ -80,6 +80,84 @@ def test_instruction_training_with_prompt_completion_and_messages(tmp_path, toke
     trainer2.train()
 
 
+def mixed_dataset(n_text=12, n_instruction=6):
+    """Instruction rows (context + prompt/completion) and text rows (empty context) in one dataset."""
+    texts = documents(n_text, seed=4)
+    return Dataset.from_dict({
+        "context": [""] * n_text + [f"The lantern of house {i} is green." for i in range(n_instruction)],
+        "prompt": [""] * n_text + [f"What colour is the lantern of house {i}?" for i in range(n_instruction)],
+        "completion": [""] * n_text + ["Green."] * n_instruction,
+        "text": texts + [""] * n_instruction,
+    })
+
+
+def test_mixed_dataset_trains_both_objectives(tmp_path, tokenizer):
+    trainer = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, max_steps=4,
+                                                                              per_device_train_batch_size=6),
+                                       train_dataset=mixed_dataset(), processing_class=tokenizer,
+                                       peft_config=gen_config())
+    stats = trainer.packing_stats["train"]
+    assert stats["documents"] == 12 and stats["instruction_rows"] == 6
+    prepared = trainer.train_dataset
+    assert len(prepared) == stats["blocks"] + 6
+    assert sum(1 for b in prepared["block"] if b) == stats["blocks"]
+
+    # one batch holding both kinds: blocks give a completion and a reconstruction row, instructions one row each
+    rows = [prepared[0], prepared[1], prepared[len(prepared) - 1]]
+    batch = trainer.data_collator(rows)
+    assert batch["objective"].tolist() == [0, 0, 1, 1, 2]
+    assert batch["context_index"].tolist() == [0, 1, 0, 1, 2]
+    assert [isinstance(c, str) for c in batch["context"]] == [False, False, True]
+    # the two groups are encoded apart and put back in order: each row is its own context's adapter
+    randomize_generator(trainer.model)
+    tuner = trainer._tuner()
+    together = trainer._contextualize(batch["context"])
+    for i, context in enumerate(batch["context"]):
+        alone = tuner.contextualize([context], tokenizer=tokenizer, activate=False, progress=False)
+        for key in alone.factors:
+            assert torch.allclose(together.factors[key][1][i], alone.factors[key][1][0], atol=1e-6), (i, key)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "generator_" in n}
+    trainer.train()
+    assert [n for n, p in trainer.model.named_parameters() if "generator_" in n and not torch.equal(p, before[n])]
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 4 and all(math.isfinite(h["loss"]) for h in logs)
+    logged = set().union(*logs)
+    assert {"loss_completion", "loss_reconstruction", "loss_instruction"} <= logged
+
+
+def test_mixed_batch_loss_weighs_instruction_against_text(tmp_path, tokenizer):
+    trainer = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, text_weight=0.3),
+                                       train_dataset=mixed_dataset(), processing_class=tokenizer,
+                                       peft_config=gen_config())
+    randomize_generator(trainer.model)
+    prepared = trainer.train_dataset
+    batch = trainer.data_collator([prepared[0], prepared[len(prepared) - 2], prepared[len(prepared) - 1]])
+    model = trainer.model
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch))
+        # by hand: each row's next-token NLL with its own adapter, token-averaged per kind
+        generated = trainer._contextualize(batch["context"]).rows(batch["context_index"])
+        with trainer._tuner().use_context(generated):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    labels = batch["labels"][:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=-100,
+                                            reduction="none").sum(-1)
+    count = (labels != -100).sum(-1)
+    text, instruction = batch["objective"] < 2, batch["objective"] == 2
+    expected = 0.7 * nll[instruction].sum() / count[instruction].sum() + 0.3 * nll[text].sum() / count[text].sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_mixed_dataset_errors(tmp_path, tokenizer):
+    data = mixed_dataset()
+    empty = data.map(lambda row, i: {"text": "" if i == 0 else row["text"]}, with_indices=True)
+    with pytest.raises(ValueError, match="Row 0 .* neither"):
+        GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path), train_dataset=empty,
+                                 processing_class=tokenizer, peft_config=gen_config())
+    with pytest.raises(ValueError, match="text_weight"):
+        train_args(tmp_path, text_weight=1.5)
+
+
 def test_resume_from_checkpoint_continues_exactly(tmp_path, tokenizer):
     data = Dataset.from_dict({"text": documents(30, seed=1)})
     full = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path / "a", max_steps=4, save_steps=2),

@@ -1,5 +1,7 @@
 """The instruction-tuning mixture: knowledge QA, demonstrations and conversations in one `context` + `messages`
-JSONL (the format `GenerativeAdapterTrainer` reads), sampled with a fixed seed from the training splits only."""
+JSONL (the format `GenerativeAdapterTrainer` reads), sampled with a fixed seed from the training splits only.
+A `pretraining` entry in `sizes` adds that many pretraining documents as `text` rows (a mixed dataset: the
+trainer replays the self-supervised objective next to the instructions)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,9 @@ def build_sft_mixture(data_dir: str | Path, out_file: str | Path, sizes: Optiona
     """Sample `sizes[task]` records from `<data_dir>/<task>/<split>.jsonl`, shuffle, write `out_file`.
 
     `max_context_chars` keeps only the end of longer contexts (the most recent conversation sessions), so a
-    context fits one chunk: several chunks in sequential mode mean backpropagating through every chunk's pass."""
+    context fits one chunk: several chunks in sequential mode mean backpropagating through every chunk's pass.
+    Tasks whose records have no `context` (the pretraining corpus) become `text` rows; then every row carries
+    `context`, `messages` and `text`, one side empty, so the JSONL loads with one schema."""
     sizes = dict(DEFAULT_SIZES if sizes is None else sizes)
     rng = random.Random(seed)
     rows, counts = [], {}
@@ -41,6 +45,11 @@ def build_sft_mixture(data_dir: str | Path, out_file: str | Path, sizes: Optiona
         for record in records:
             if taken >= size:
                 break
+            if "context" not in record:
+                if record.get("text", "").strip():
+                    rows.append({"context": "", "messages": [], "text": record["text"], "task": task})
+                    taken += 1
+                continue
             messages = _messages(record, max_messages)
             if not messages or not record.get("context", "").strip():
                 continue
@@ -51,6 +60,9 @@ def build_sft_mixture(data_dir: str | Path, out_file: str | Path, sizes: Optiona
             rows.append({"context": context, "messages": messages, "task": task})
             taken += 1
         counts[task] = taken
+    if any("text" in row for row in rows):
+        for row in rows:
+            row.setdefault("text", "")
     rng.shuffle(rows)
     write_jsonl(out_file, rows)
     return counts
