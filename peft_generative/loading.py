@@ -25,15 +25,16 @@ def load_generative_model(model: Optional[str] = None, generator: Optional[str] 
     from peft import PeftModel, get_peft_model
 
     base, tokenizer = load_base_model(model, dtype=dtype, device=device)
+    shipped = None
     if generator is None and model in (None, DEFAULT_MODEL):
         shipped = shipped_generator_path()
         generator = str(shipped) if shipped else None
     if generator is not None:
         peft_model = PeftModel.from_pretrained(base, generator)
-        info = {"generator": generator, "trained": True}
+        info = {"generator": generator, "trained": True, "shipped": shipped is not None}
     else:
         peft_model = get_peft_model(base, GenerativeAdapterConfig(task_type="CAUSAL_LM"))
-        info = {"generator": None, "trained": False}
+        info = {"generator": None, "trained": False, "shipped": False}
     peft_model.eval()
     peft_model.set_tokenizer(tokenizer)
     return peft_model, tokenizer, info

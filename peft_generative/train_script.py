@@ -26,7 +26,7 @@ from peft_generative.trainer import GenerativeAdapterTrainer, GenerativeAdapterT
 
 @dataclass
 class ScriptArguments:
-    train_file: str = field(metadata={"help": "JSONL: `text` rows, or `context` + `prompt`/`completion`/`messages`."})
+    train_file: str = field(metadata={"help": "JSONL: `text` rows, `context` + `prompt`/`completion`/`messages` rows, or both."})
     eval_file: Optional[str] = field(default=None, metadata={"help": "Held-out JSONL in the same format."})
     max_train_examples: Optional[int] = field(default=None, metadata={"help": "Use the first N training rows."})
     max_eval_examples: Optional[int] = field(default=None, metadata={"help": "Use the first N eval rows."})

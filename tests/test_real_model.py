@@ -102,7 +102,8 @@ def test_the_main_job_runs_with_the_shipped_generator(capsys):
     shipped = shipped_generator_path()
     assert shipped is not None and (shipped / "adapter_model.safetensors").stat().st_size <= 25 * 2**20
     model, tok, info = load_generative_model()
-    assert info["trained"] and info["generator"] == str(shipped)
+    assert info["trained"] and info["shipped"] and info["generator"] == str(shipped)
+    assert not load_generative_model(generator=str(shipped))[2]["shipped"]  # named explicitly: reported by path
     ctx = model.contextualize(PARAGRAPH, tokenizer=tok)
     lora_a, lora_b = next(iter(ctx.factors.values()))
     assert torch.isfinite(lora_a).all() and torch.isfinite(lora_b).all() and lora_b.abs().sum() > 0

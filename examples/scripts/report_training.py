@@ -48,7 +48,8 @@ def plot_losses(state: dict, title: str, path: Path, window: int = 5) -> None:
     stage starts (see `chained_state`)."""
     logs = [h for h in state["log_history"] if "loss" in h]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key, label in (("loss", "loss"), ("loss_completion", "completion"), ("loss_reconstruction", "reconstruction")):
+    for key, label in (("loss", "loss"), ("loss_completion", "completion"), ("loss_reconstruction", "reconstruction"),
+                       ("loss_instruction", "instruction")):
         points = [(h["step"], float(h[key])) for h in logs if key in h]
         if not points:
             continue

@@ -33,6 +33,8 @@ VALIDATORS = {
 }
 DEFAULT_BUCKETS = (512, 1024, 2048, 4096, 8192)
 DEFAULT_GROUP_SIZES = (1, 4, 16)
+# How reports name the generator that ships with the package (not this machine's install path).
+SHIPPED_LABEL = "shipped: peft_generative/assets/generator"
 # Methods whose answers do not depend on the generator: an earlier run's records can be reused.
 BASELINES = ("closed_book", "prompting")
 UNTRAINED = ("NOTE: no trained generator is available, so a fresh (untrained) generator is used: its adapters are "
@@ -47,8 +49,8 @@ def _load(model, generator, tokenizer):
         peft_model, tokenizer, info = load_generative_model(None if model is None else str(model), generator)
         from ..default_model import DEFAULT_MODEL
 
-        return peft_model, tokenizer, {"model": str(model) if model else DEFAULT_MODEL,
-                                       "generator": info["generator"] or "fresh (untrained)",
+        label = SHIPPED_LABEL if info["shipped"] else info["generator"] or "fresh (untrained)"
+        return peft_model, tokenizer, {"model": str(model) if model else DEFAULT_MODEL, "generator": label,
                                        "generator_trained": info["trained"]}
     tuner = tuner_of(model)
     tokenizer = tokenizer or getattr(tuner, "tokenizer", None)
