@@ -159,16 +159,15 @@ class GenerativeAdapterCollator:
         recon_len = min(self.reconstruction_length or self.segment_length, context_len)
         first = len(contexts)
         blocks = [list(ex["block"]) for ex in examples]
-        for block in blocks:
-            contexts.append(block[:context_len])
-            targets.append(block[context_len : context_len + self.segment_length])
-            kinds.append(COMPLETION)
-        for block in blocks:
-            start = self._window_start(block, context_len, recon_len)
-            targets.append(block[start : start + recon_len])
-            kinds.append(RECONSTRUCTION)
-        labels.extend(targets[len(labels):])
-        index.extend(list(range(first, len(contexts))) * 2)
+        contexts.extend(block[:context_len] for block in blocks)
+        completions = [block[context_len : context_len + self.segment_length] for block in blocks]
+        starts = [self._window_start(block, context_len, recon_len) for block in blocks]
+        windows = [block[start : start + recon_len] for block, start in zip(blocks, starts)]
+        for kind, rows in ((COMPLETION, completions), (RECONSTRUCTION, windows)):
+            targets.extend(rows)
+            labels.extend(rows)  # every target token is predicted
+            kinds.extend([kind] * len(rows))
+            index.extend(range(first, len(contexts)))
 
     def _instruction(self, examples, contexts, targets, labels, kinds, index):
         """Each example: its context (text) and its tokenized conversation with answer-only labels."""
