@@ -181,6 +181,38 @@ def test_batched_answers_match_one_at_a_time(tmp_path, model, tokenizer):
     assert single[4] == by_hand
 
 
+def test_gold_answer_likelihood_is_scored_with_the_same_prompt_and_adapter(tmp_path, model, tokenizer):
+    path = knowledge_file(tmp_path, n=2)
+    out = tmp_path / "out"
+    result = evaluate("knowledge", path, model=model, tokenizer=tokenizer, out_dir=out, group_sizes=(1,),
+                      max_new_tokens=3, batch_size=3, progress=False)
+    doc = load_documents(path)[1]
+    question, gold = doc["questions"][0]["question"], doc["questions"][0]["answers"][0]
+    engine = Engine(model, tokenizer, max_new_tokens=3)
+    answer = engine.continuation_ids(gold)
+    assert answer[-1] == tokenizer.eos_token_id  # the answer and its end of turn
+    ctx = model.contextualize(doc["context"], activate=False, progress=False)
+    by_method = {}
+    for method, prompt_context, adapter in (("closed_book", None, None), ("prompting", doc["context"], None),
+                                             ("adapter", None, ctx)):
+        ids = engine.prompt(question, prompt_context, reserve=3)[0]
+        with model.use_context(adapter):
+            logits = model(input_ids=torch.tensor([ids + answer])).logits[0, len(ids) - 1:-1].float()
+        by_hand = -torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer)[:, None]).sum().item()
+        record = next(r for r in result["records"] if r["method"] == method and r["unit"] == "docs1-1"
+                      and r["question"] == question)
+        assert record["answer_tokens"] == len(answer)
+        assert record["answer_nll"] == pytest.approx(by_hand, rel=1e-4)
+        by_method[method] = record["answer_nll"]
+        assert "untimed_seconds" not in record
+    assert len(set(by_method.values())) == 3  # the prompt's context and the adapter both change it
+    for method, summary in result["methods"].items():
+        records = [r for r in result["records"] if r["method"] == method]
+        expected = math.exp(sum(r["answer_nll"] for r in records) / sum(r["answer_tokens"] for r in records))
+        assert summary["answer_perplexity"] == pytest.approx(expected)
+    assert "| method | score | EM | gold-answer PPL |" in (out / "results.md").read_text()
+
+
 def test_prompting_keeps_the_end_of_a_context_too_long_for_the_model(model, tokenizer):
     engine = Engine(model, tokenizer, max_new_tokens=8)  # the tiny model has 512 positions
     context = " ".join(f"fact{i}" for i in range(400)) + " The lantern is green."

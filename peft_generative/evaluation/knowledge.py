@@ -8,6 +8,7 @@ asked against it. Scored by SQuAD token F1 and exact match against the best gold
 
 from __future__ import annotations
 
+import time
 from typing import Optional, Sequence
 
 from .engine import ADAPTER_METHODS, Engine, Unit
@@ -86,7 +87,12 @@ def prepare(path, engine: Engine, *, limit: Optional[int] = None, max_questions:
 
 
 def score_questions(engine: Engine, method: str, batch: list) -> list[dict]:
-    """Greedy answers for `(unit, {"question", "answers"}, ctx)` items; token F1 / EM against the best gold."""
+    """Greedy answers for `(unit, {"question", "answers"}, ctx)` items; token F1 / EM against the best gold.
+
+    Each record also carries the log-likelihood of the first gold answer (and its end of turn) under the same
+    prompt and adapter, `answer_nll` over `answer_tokens`: a graded measure of what the context taught, which
+    moves before greedy answers do. Its cost is not part of the answer's: `untimed_seconds` says how long it took.
+    """
     from .cost import adapter_flops_per_token, generation_flops
 
     prompts, flags = [], []
@@ -97,12 +103,18 @@ def score_questions(engine: Engine, method: str, batch: list) -> list[dict]:
         flags.append(truncated)
     contexts = [ctx for _, _, ctx in batch] if method in ADAPTER_METHODS else None
     answers = engine.generate(prompts, contexts)
+    start = time.perf_counter()
+    golds = [engine.continuation_ids(query["answers"][0]) for _, query, _ in batch]
+    gold_logprobs = engine.continuation_logprobs(list(zip(prompts, golds)), contexts)
+    untimed = (time.perf_counter() - start) / len(batch)
     records = []
-    for (unit, query, ctx), ids, truncated, (answer, n_new) in zip(batch, prompts, flags, answers):
+    for (unit, query, ctx), ids, truncated, (answer, n_new), gold, logprob in zip(
+            batch, prompts, flags, answers, golds, gold_logprobs):
         extra = adapter_flops_per_token(ctx) if method in ADAPTER_METHODS else 0.0
         records.append({
             "question": query["question"], "prediction": answer, "gold": query["answers"],
             "f1": best_f1(answer, query["answers"]), "em": best_exact_match(answer, query["answers"]),
+            "answer_nll": -logprob, "answer_tokens": len(gold), "untimed_seconds": untimed,
             "prompt_tokens": len(ids), "generated_tokens": n_new, "truncated": truncated,
             "flops": generation_flops(engine.config, len(ids), n_new, extra),
         })

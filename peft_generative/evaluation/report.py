@@ -57,6 +57,9 @@ def aggregate(records: Sequence[dict], metric: str) -> dict:
     if metric == "f1":
         out["score"] = 100 * sum(r["f1"] for r in records) / len(records)
         out["exact_match"] = 100 * sum(r["em"] for r in records) / len(records)
+        if all("answer_nll" in r for r in records):  # absent from runs made before it was recorded
+            tokens = sum(r["answer_tokens"] for r in records)
+            out["answer_perplexity"] = perplexity(sum(r["answer_nll"] for r in records), tokens)
     elif metric == "accuracy":
         out["score"] = 100 * sum(r["correct"] for r in records) / len(records)
     elif metric == "perplexity":
@@ -153,14 +156,14 @@ def to_markdown(result: dict) -> str:
     lines += [
         "- input: " + ", ".join(f"{k}={v}" for k, v in result.get("data", {}).items() if k != "skipped"),
         "",
-        "| method | score | " + ("EM | " if metric == "f1" else "") + "answers | answers/s | s/answer "
-        "| + context s/answer | GFLOPs/answer | + context GFLOPs/answer | state per context | truncated |",
-        "|---|---:|" + ("---:|" if metric == "f1" else "") + "---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | score | " + ("EM | gold-answer PPL | " if metric == "f1" else "") + "answers | answers/s "
+        "| s/answer | + context s/answer | GFLOPs/answer | + context GFLOPs/answer | state per context | truncated |",
+        "|---|---:|" + ("---:|---:|" if metric == "f1" else "") + "---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m, s in methods.items():
         lines.append(
             f"| {METHOD_LABELS.get(m, m)} | {_fmt(s['score'])} | "
-            + (f"{_fmt(s.get('exact_match'))} | " if metric == "f1" else "")
+            + (f"{_fmt(s.get('exact_match'))} | {_fmt(s.get('answer_perplexity'))} | " if metric == "f1" else "")
             + f"{s['answers']} | {_fmt(s['examples_per_s'])} | {_fmt(s['seconds_per_answer'], 3)} | "
             f"{_fmt(s['context_seconds_per_answer'], 3)} | {_gflops(s['flops_per_answer'])} | "
             f"{_gflops(s['context_flops_per_answer'])} | {format_bytes(s['state_bytes_per_context'])} | "

@@ -123,7 +123,8 @@ def _run_method(engine: Engine, task: str, method: str, units: Sequence[Unit], s
         start = time.perf_counter()
         with torch.no_grad():
             out = score(engine, method, items)
-        share = (time.perf_counter() - start) / len(items)
+        untimed = sum(rec.pop("untimed_seconds", 0.0) for rec in out)  # measurement work, not answering
+        share = (time.perf_counter() - start - untimed) / len(items)
         for (unit, _, _), rec in zip(items, out):
             seconds, flops, state = costs[unit.uid]
             n = len(unit.queries)
