@@ -91,7 +91,8 @@ def score_questions(engine: Engine, method: str, batch: list) -> list[dict]:
 
     Each record also carries the log-likelihood of the first gold answer (and its end of turn) under the same
     prompt and adapter, `answer_nll` over `answer_tokens`: a graded measure of what the context taught, which
-    moves before greedy answers do. Its cost is not part of the answer's: `untimed_seconds` says how long it took.
+    moves before greedy answers do. Its cost is not part of the answer's: each record's `untimed_seconds` is its
+    share of the gold-scoring time, which the runner subtracts from the batch's answering time.
     """
     from .cost import adapter_flops_per_token, generation_flops
 
