@@ -44,6 +44,13 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
         text_weight: mixed datasets (text and instruction rows): a batch holding both kinds is trained on
             `(1 - text_weight) * instruction + text_weight * text`, each a token average of its own, so a few short
             answers are not drowned by long text targets.
+        contrast_weight: weight of a context-specificity loss on instruction rows (0 = off). Each instruction row is
+            also scored with the adapter of another row's context (the next row in the batch with a different
+            context); the loss `softplus(nll_own - nll_other)` (per-token average answer NLL of each row) rewards
+            adapters that help their own context's answers more than anyone else's, which the answer loss alone
+            does not ask for (an adapter can lower it by encoding only the answer format). Costs one more forward
+            and backward over the instruction rows. Logged: `loss_contrast` and `contrast_gap` (`nll_other -
+            nll_own`, positive when the adapters are specific to their context).
     """
 
     num_segments: int = field(default=2, metadata={"help": "Segments per text block (context = all but the last)."})
@@ -51,6 +58,7 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
     reconstruction_length: Optional[int] = field(default=None, metadata={"help": "Reconstruction window tokens."})
     reconstruction_weight: Optional[float] = field(default=None, metadata={"help": "Mixing weight, None = token avg."})
     text_weight: float = field(default=0.5, metadata={"help": "Mixed datasets: weight of the text loss."})
+    contrast_weight: float = field(default=0.0, metadata={"help": "Weight of the own-vs-other-context loss."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4 pretraining)."})
 
     def __post_init__(self):
@@ -66,6 +74,8 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             raise ValueError("`reconstruction_weight` must be None or in [0, 1].")
         if not 0 <= self.text_weight <= 1:
             raise ValueError("`text_weight` must be in [0, 1].")
+        if not self.contrast_weight >= 0:
+            raise ValueError("`contrast_weight` must be >= 0 (0 turns the context-specificity loss off).")
 
 
 def _accelerator_available() -> bool:
@@ -168,11 +178,16 @@ class GenerativeAdapterTrainer(SFTTrainer):
         contexts = inputs.pop("context")
         index = inputs.pop("context_index")
         objective = inputs.pop("objective")
-        generated = self._contextualize(contexts).rows(index)
-        with self._tuner().use_context(generated):
-            if bool((objective == INSTRUCTION).all()):
+        per_context = self._contextualize(contexts)
+        contrast = self.args.contrast_weight > 0 and bool((objective == INSTRUCTION).any())
+        with self._tuner().use_context(per_context.rows(index)):
+            if bool((objective == INSTRUCTION).all()) and not contrast:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return self._objective_loss(model, inputs, objective, return_outputs)
+            loss, outputs, nll, count = self._objective_loss(model, inputs, objective)
+        if contrast:
+            loss = loss + self.args.contrast_weight * self._contrast_loss(model, inputs, objective, contexts, index,
+                                                                          per_context, nll, count)
+        return (loss, outputs) if return_outputs else loss
 
     def _contextualize(self, contexts: list) -> GeneratedContext:
         """One adapter per context; text blocks arrive as token ids, instruction contexts as strings (which get the
@@ -189,9 +204,9 @@ class GenerativeAdapterTrainer(SFTTrainer):
         order = groups[0] + groups[1]
         return GeneratedContext.stack(parts).rows([order.index(i) for i in range(len(contexts))])
 
-    def _objective_loss(self, model, inputs, objective, return_outputs):
-        """The loss of batches with text rows (completion and reconstruction, plus instruction rows in a mixed
-        dataset), with each objective's loss logged on its own."""
+    def _objective_loss(self, model, inputs, objective):
+        """The loss of a batch by objective (completion and reconstruction of text rows, answers of instruction rows),
+        with each objective's loss logged on its own. Also returns each row's summed NLL and target count."""
         mode = "train" if self.model.training else "eval"
         outputs = model(**inputs, use_cache=False, fused_lm_head=True)
         nll = -outputs.log_probs.sum(-1)
@@ -202,16 +217,47 @@ class GenerativeAdapterTrainer(SFTTrainer):
             rows = (objective == kind).to(nll.device)
             if rows.any():
                 parts[name] = (nll[rows].sum(), count[rows].sum().clamp(min=1))
-        (c_sum, c_n), (r_sum, r_n) = parts["completion"], parts["reconstruction"]
-        weight = self.args.reconstruction_weight
-        loss = (c_sum + r_sum) / (c_n + r_n) if weight is None else (1 - weight) * c_sum / c_n + weight * r_sum / r_n
+        loss = None
+        if "completion" in parts:
+            (c_sum, c_n), (r_sum, r_n) = parts["completion"], parts["reconstruction"]
+            weight = self.args.reconstruction_weight
+            loss = (c_sum + r_sum) / (c_n + r_n) if weight is None else (1 - weight) * c_sum / c_n + weight * r_sum / r_n
         if "instruction" in parts:
             i_sum, i_n = parts["instruction"]
-            loss = (1 - self.args.text_weight) * i_sum / i_n + self.args.text_weight * loss
+            loss = i_sum / i_n if loss is None else (1 - self.args.text_weight) * i_sum / i_n + self.args.text_weight * loss
         for name, (total, n) in parts.items():
             self._metrics[mode][f"loss_{name}"].append((total / n).item())
         if mode == "train":
             local = inputs["attention_mask"].sum()
             self._total_train_tokens += self.accelerator.gather_for_metrics(local).sum().item()
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-        return (loss, outputs) if return_outputs else loss
+        return loss, outputs, nll, count
+
+    def _contrast_loss(self, model, inputs, objective, contexts, index, per_context, nll, count):
+        """`softplus(nll_own - nll_other)` averaged over the instruction rows that have a partner: the next
+        instruction row (cyclically) whose context differs. Zero (and logged as such) when no row has one."""
+        mode = "train" if self.model.training else "eval"
+        rows = [i for i in range(len(objective)) if int(objective[i]) == INSTRUCTION]
+        own, partner = [], []
+        for position, row in enumerate(rows):
+            for step in range(1, len(rows)):
+                other = rows[(position + step) % len(rows)]
+                if contexts[int(index[other])] != contexts[int(index[row])]:
+                    own.append(row)
+                    partner.append(int(index[other]))
+                    break
+        if not own:
+            self._metrics[mode]["loss_contrast"].append(0.0)
+            return nll.sum() * 0.0
+        sub = {key: inputs[key][own] for key in ("input_ids", "attention_mask", "labels")}
+        # the unwrapped model: a DDP forward broadcasts buffers, and ranks whose batches differ in partners would run
+        # different numbers of forwards and hang; the gradients still reach the generator's DDP-reduced parameters
+        with self._tuner().use_context(per_context.rows(partner)):
+            outputs = self.accelerator.unwrap_model(model)(**sub, use_cache=False, fused_lm_head=True)
+        n = outputs.label_mask.sum(-1).clamp(min=1)
+        nll_other = -outputs.log_probs.sum(-1) / n
+        nll_own = nll[own] / count[own].clamp(min=1)
+        loss = torch.nn.functional.softplus(nll_own - nll_other).mean()
+        self._metrics[mode]["loss_contrast"].append(loss.item())
+        self._metrics[mode]["contrast_gap"].append((nll_other - nll_own).mean().item())
+        return loss

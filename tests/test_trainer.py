@@ -148,6 +148,58 @@ def test_mixed_batch_loss_weighs_instruction_against_text(tmp_path, tokenizer):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+def answer_nll(trainer, batch, generated):
+    """Each row's per-token average answer NLL with the given adapters, by a plain forward."""
+    with trainer._tuner().use_context(generated):
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    labels = batch["labels"][:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=-100,
+                                            reduction="none").sum(-1)
+    return nll / (labels != -100).sum(-1)
+
+
+def test_contrast_loss_compares_own_adapter_with_another_contexts(tmp_path, tokenizer):
+    data = Dataset.from_dict({
+        "context": ["The lantern of Velmora is green.", "The lantern of Velmora is green.", "The ferry leaves at noon.",
+                    "The mill grinds barley."],
+        "prompt": ["What colour is the lantern?", "Which town has a green lantern?", "When does the ferry leave?",
+                   "What does the mill grind?"],
+        "completion": ["Green.", "Velmora.", "At noon.", "Barley."],
+    })
+    trainer = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, contrast_weight=0.5),
+                                       train_dataset=data, processing_class=tokenizer, peft_config=gen_config())
+    randomize_generator(trainer.model)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        per_context = trainer._contextualize(batch["context"])
+        own = answer_nll(trainer, batch, per_context.rows(batch["context_index"]))
+        # partners: the next row with a different context (rows 0 and 1 share one, so both skip to row 2)
+        other = answer_nll(trainer, batch, per_context.rows([batch["context_index"][i] for i in (2, 2, 3, 0)]))
+    labels = batch["labels"][:, 1:]
+    count = (labels != -100).sum(-1)
+    answer = (own * count).sum() / count.sum()
+    expected = answer + 0.5 * torch.nn.functional.softplus(own - other).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert trainer._metrics["train"]["contrast_gap"][-1] == pytest.approx((other - own).mean().item(), abs=1e-5)
+
+    # one context for the whole batch: no partner, no contrast term
+    same = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(same))
+        own = answer_nll(trainer, same, trainer._contextualize(same["context"]).rows(same["context_index"]))
+    count = (same["labels"][:, 1:] != -100).sum(-1)
+    assert loss.item() == pytest.approx(((own * count).sum() / count.sum()).item(), rel=1e-4)
+
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "generator_" in n}
+    trainer.train()
+    assert [n for n, p in trainer.model.named_parameters() if "generator_" in n and not torch.equal(p, before[n])]
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert all("loss_contrast" in h and math.isfinite(h["contrast_gap"]) for h in logs)
+    with pytest.raises(ValueError, match="contrast_weight"):
+        train_args(tmp_path, contrast_weight=-1.0)
+
+
 def test_mixed_dataset_errors(tmp_path, tokenizer):
     data = mixed_dataset()
     empty = data.map(lambda row, i: {"text": "" if i == 0 else row["text"]}, with_indices=True)
@@ -247,15 +299,20 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tokenizer):
     small_base(tokenizer).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in documents(20)))
+    # text rows and instruction rows, with the context-specificity loss: two forwards per step under DDP
+    rows = [{"text": t, "context": "", "prompt": "", "completion": ""} for t in documents(8)]
+    rows += [{"text": "", "context": f"The lantern of house {i} is {c}.", "prompt": f"Colour of lantern {i}?",
+              "completion": c} for i, c in enumerate(["green", "red", "blue", "amber"] * 6)]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "run"
     # --multi_gpu selects accelerate's torchrun-based multi-process launcher; with no GPU (use_cpu) the processes
     # run on the CPU and torch.distributed uses the gloo backend.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
            "examples/scripts/train_generator.py", "--train_file", str(data), "--model_name_or_path", str(model_dir),
-           "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "1",
-           "--num_segments", "3", "--segment_length", "16", "--key_dim", "16", "--value_dim", "16", "--rank", "8",
+           "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+           "--num_segments", "3", "--segment_length", "16", "--contrast_weight", "0.5", "--key_dim", "16",
+           "--value_dim", "16", "--rank", "8",
            "--window", "32", "--report_to", "none", "--save_steps", "2", "--logging_steps", "1",
            "--disable_tqdm", "true", "--use_cpu", "true"]
     env = dict(os.environ, OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="true")
@@ -265,6 +322,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tokenizer):
     assert "world_size=2" in result.stdout
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+    assert any("contrast_gap" in h for h in state["log_history"]), json.dumps(state["log_history"])
     assert (out / "final" / "adapter_model.safetensors").exists()
 
 
