@@ -221,10 +221,12 @@ class GenerativeAdapterTrainer(SFTTrainer):
         if "completion" in parts:
             (c_sum, c_n), (r_sum, r_n) = parts["completion"], parts["reconstruction"]
             weight = self.args.reconstruction_weight
-            loss = (c_sum + r_sum) / (c_n + r_n) if weight is None else (1 - weight) * c_sum / c_n + weight * r_sum / r_n
+            loss = (c_sum + r_sum) / (c_n + r_n) if weight is None else \
+                (1 - weight) * c_sum / c_n + weight * r_sum / r_n
         if "instruction" in parts:
             i_sum, i_n = parts["instruction"]
-            loss = i_sum / i_n if loss is None else (1 - self.args.text_weight) * i_sum / i_n + self.args.text_weight * loss
+            answers = i_sum / i_n
+            loss = answers if loss is None else (1 - self.args.text_weight) * answers + self.args.text_weight * loss
         for name, (total, n) in parts.items():
             self._metrics[mode][f"loss_{name}"].append((total / n).item())
         if mode == "train":

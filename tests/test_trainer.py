@@ -337,3 +337,26 @@ def test_only_answered_assistant_turns_are_learned(tokenizer):
     learned = tokenizer.decode([t for t, label in zip(ids, labels) if label != -100])
     assert "How are you?" in learned and "Hi there" not in learned and "Hello" not in learned
     assert len(ids) == len(labels)
+
+
+def test_context_specificity_script_measures_the_own_vs_other_gap(tokenizer):
+    """examples/scripts/context_specificity.py: a fresh generator (B = 0, every adapter zero) has no gap at all;
+    one with random read-outs gives different adapters per context, so a nonzero gap."""
+    import importlib.util
+    import os
+
+    from peft import get_peft_model
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "scripts", "context_specificity.py")
+    spec = importlib.util.spec_from_file_location("context_specificity", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rows = [{"context": f"The lantern of house {i} is {c}.",
+             "messages": [{"role": "user", "content": f"Colour of lantern {i}?"}, {"role": "assistant", "content": c}]}
+            for i, c in enumerate(["green", "red", "blue", "amber"])]
+    model = get_peft_model(small_base(tokenizer), gen_config())
+    fresh = script.specificity(model, tokenizer, rows, batch_size=4)
+    assert fresh["rows"] == 4 and math.isfinite(fresh["nll_own"]) and fresh["gap"] == 0.0
+    randomize_generator(model)
+    trained = script.specificity(model, tokenizer, rows, batch_size=4)
+    assert trained["gap"] != 0.0 and trained["nll_own"] != fresh["nll_own"]
