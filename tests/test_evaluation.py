@@ -4,8 +4,12 @@ A tiny random Llama with the real SmolLM2 tokenizer (vocab_size = len(tokenizer)
 """
 
 import argparse
+import importlib.util
 import json
 import math
+import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -280,6 +284,7 @@ def test_conversation_next_session_perplexity(tmp_path, model, tokenizer):
     assert all(math.isfinite(v) and v > 1 for v in ppl.values())
     assert ppl["adapter"] != ppl["closed_book"] and ppl["prompting"] != ppl["closed_book"]
     assert {r["group"] for r in result["records"]} == {"sessions=1", "sessions=2"}
+    assert result["control_gap"] is None  # only with the control method
     assert (tmp_path / "out" / "score_by_length.png").exists()
 
 
@@ -294,7 +299,7 @@ def test_conversation_probes_f1(tmp_path, model, tokenizer):
 
 
 # ---- bad input ----------------------------------------------------------------------------------------------------
-def test_control_answers_with_the_next_contexts_adapter(tmp_path, model, tokenizer):
+def test_control_answers_with_the_next_contexts_adapter(tmp_path, model, tokenizer, monkeypatch, capsys):
     # contexts X, Y, X with the same questions: the control for doc0 uses Y's adapter (= the adapter answers of
     # doc1), the control for doc1 uses X's adapter (= the adapter answers of doc0)
     x, y = "The lantern of Velmora is green and old.", "Brindle keeps a grey boat by the salt mill."
@@ -303,7 +308,7 @@ def test_control_answers_with_the_next_contexts_adapter(tmp_path, model, tokeniz
     path = write_jsonl(tmp_path / "k.jsonl", [{"id": f"d{i}", "context": c, "questions": questions}
                                               for i, c in enumerate((x, y, x))])
     result = evaluate("knowledge", path, model=model, tokenizer=tokenizer, group_sizes=(1,), max_new_tokens=6,
-                      methods=["adapter", "adapter_other_context"], progress=False)
+                      methods=["adapter", "adapter_other_context"], out_dir=tmp_path / "k", progress=False)
     answers = {}
     for r in result["records"]:
         answers.setdefault((r["method"], r["unit"]), []).append(r["prediction"])
@@ -313,6 +318,27 @@ def test_control_answers_with_the_next_contexts_adapter(tmp_path, model, tokeniz
     assert adapter[0] == adapter[2] != adapter[1]  # the random generator makes X and Y answer differently
     assert control[0] == adapter[1] and control[1] == adapter[0] and control[2] == adapter[0]
     assert result["methods"]["adapter_other_context"]["state_bytes_per_context"] > 0
+    # paired gap: per question q, d0 gains g_q (Y's adapter instead of X's), d1 loses it, d2 (X vs X) ties
+    nll = {(r["method"], r["unit"], r["question"]): r["answer_nll"] / r["answer_tokens"] for r in result["records"]}
+    gaps = [nll[("adapter_other_context", u, q["question"])] - nll[("adapter", u, q["question"])]
+            for u in units for q in questions]
+    assert gaps[0] == pytest.approx(-gaps[2]) and gaps[0] != 0 and gaps[4] == gaps[5] == 0
+    gap = result["control_gap"]
+    assert (gap["answers"], gap["own_better"], gap["other_better"]) == (6, 2, 2)
+    assert gap["mean_gap_nats_per_token"] == pytest.approx(sum(gaps) / 6, abs=1e-6)
+    assert gap["mean_gap_nats_per_token"] == pytest.approx(0, abs=1e-5) and gap["standard_error"] > 0
+    text = (tmp_path / "k" / "results.md").read_text()
+    assert "lower NLL for 2 of 6 answers (2 the other way)" in text
+    # examples/scripts/plot_control_gap.py recomputes the same gap from predictions.jsonl and plots it
+    path = Path(__file__).parent.parent / "examples" / "scripts" / "plot_control_gap.py"
+    spec = importlib.util.spec_from_file_location("plot_control_gap", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(sys, "argv", ["plot_control_gap.py", str(tmp_path / "k"), "--labels", "X Y X",
+                                      "--out", str(tmp_path / "gap.png")])
+    script.main()
+    assert re.search(r"X Y X: [+-]0\.000 ± .* better for 2/6", capsys.readouterr().out)
+    assert (tmp_path / "gap.png").stat().st_size > 0
     with pytest.raises(ValueError, match="at least two contexts"):
         evaluate("knowledge", write_jsonl(tmp_path / "one.jsonl", [{"context": x, "questions": questions}]),
                  model=model, tokenizer=tokenizer, group_sizes=(1,), methods=["adapter_other_context"],

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from ..costs import format_bytes
-from .engine import METHOD_LABELS
+from .engine import CONTROL, METHOD_LABELS
 from .metrics import perplexity
 
-__all__ = ["METRICS", "bucket_label", "bucket_labels", "aggregate", "summarize", "to_markdown", "write_report"]
+__all__ = ["METRICS", "bucket_label", "bucket_labels", "aggregate", "control_gap", "summarize", "to_markdown",
+           "write_report"]
 
 METRICS = {
     "f1": {"name": "token F1 (SQuAD normalisation, best gold), x100", "higher_is_better": True},
@@ -109,8 +110,41 @@ def _table(records: Sequence[dict], key: str, order: Sequence[str], methods: Seq
             for label in order if label in grouped}
 
 
+def _nll_per_token(records: Sequence[dict], method: str) -> dict:
+    """`{(unit, i): NLL per scored token}` of one method's records (the i-th answer of each context); empty when any
+    record lacks a likelihood (accuracy tasks, runs made before gold answers were scored)."""
+    out, seen = {}, defaultdict(int)
+    for r in records:
+        if r["method"] != method:
+            continue
+        nll, tokens = (r.get("answer_nll"), r.get("answer_tokens")) if "answer_nll" in r else (r.get("nll"),
+                                                                                              r.get("tokens"))
+        if nll is None or not tokens:
+            return {}
+        out[(r["unit"], seen[r["unit"]])] = nll / tokens
+        seen[r["unit"]] += 1
+    return out
+
+
+def control_gap(records: Sequence[dict]) -> Optional[dict]:
+    """Paired comparison of the own context's adapter with the control (another context's adapter), answer by
+    answer: `gap = NLL per token with the other adapter - with the own` on the same scored tokens (the gold answer,
+    or the reply). Positive when the adapter carries its own context. None unless both methods scored the same
+    answers with a likelihood. Returns the mean gap with its standard error and how many answers each side won."""
+    own, other = _nll_per_token(records, "adapter"), _nll_per_token(records, CONTROL)
+    if not own or own.keys() != other.keys():
+        return None
+    gaps = [other[key] - own[key] for key in own]
+    n = len(gaps)
+    mean = sum(gaps) / n
+    spread = math.sqrt(sum((g - mean) ** 2 for g in gaps) / (n - 1)) if n > 1 else math.nan
+    return {"answers": n, "mean_gap_nats_per_token": mean, "standard_error": spread / math.sqrt(n),
+            "own_better": sum(g > 0 for g in gaps), "other_better": sum(g < 0 for g in gaps)}
+
+
 def summarize(records: Sequence[dict], *, metric: str, methods: Sequence[str], buckets: Sequence[int]) -> dict:
-    """Per-method summary, and scores per context-length bucket and per group (documents per context, k, ...)."""
+    """Per-method summary, scores per context-length bucket and per group (documents per context, k, ...), and the
+    paired own-vs-other adapter comparison when the control ran (`control_gap`)."""
     by_method = {m: [r for r in records if r["method"] == m] for m in methods}
     groups = sorted({r["group"] for r in records}, key=_natural)
     return {
@@ -119,6 +153,7 @@ def summarize(records: Sequence[dict], *, metric: str, methods: Sequence[str], b
         "methods": {m: method_summary(rs, metric) for m, rs in by_method.items() if rs},
         "by_bucket": _table(records, "bucket", bucket_labels(buckets), methods, metric),
         "by_group": _table(records, "group", groups, methods, metric),
+        "control_gap": control_gap(records),
     }
 
 
@@ -169,6 +204,12 @@ def to_markdown(result: dict) -> str:
             f"{_gflops(s['context_flops_per_answer'])} | {format_bytes(s['state_bytes_per_context'])} | "
             f"{s['truncated_answers']} |"
         )
+    gap = result.get("control_gap")
+    if gap:
+        lines += ["", f"Own context's adapter against another context's (paired, same scored tokens): lower NLL for "
+                  f"{gap['own_better']} of {gap['answers']} answers ({gap['other_better']} the other way), mean gap "
+                  f"{gap['mean_gap_nats_per_token']:+.3f} ± {gap['standard_error']:.3f} nats/token (standard error; "
+                  "positive: the adapter carries its own context)."]
     for title, key in (("context length (tokens)", "by_bucket"), ("group", "by_group")):
         table = result[key]
         if not table:

@@ -203,8 +203,8 @@ def evaluate(
             the result says which methods were reused and from where.
 
     Returns:
-        The result dict written to results.json (`methods`, `by_bucket`, `by_group`, settings, ...), plus
-        `records` (one per answer and method).
+        The result dict written to results.json (`methods`, `by_bucket`, `by_group`, `control_gap`, settings,
+        ...), plus `records` (one per answer and method).
     """
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}.")
