@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -47,6 +49,15 @@ def small_base(tokenizer, seed: int = 0, max_positions: int = 512):
     model = AutoModelForCausalLM.from_config(cfg).eval()
     model.config._name_or_path = "tiny-llama-smollm2-vocab"
     return model
+
+
+def load_example_script(name: str):
+    """Import `examples/scripts/<name>.py` as a module (the example scripts are not a package)."""
+    path = Path(__file__).parent.parent / "examples" / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,10 @@ A tiny random Llama with the real SmolLM2 tokenizer (vocab_size = len(tokenizer)
 """
 
 import argparse
-import importlib.util
 import json
 import math
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -38,7 +36,7 @@ from peft_generative.evaluation.demonstrations import load_episodes
 from peft_generative.evaluation.engine import Engine
 from peft_generative.evaluation.knowledge import group_documents, load_documents
 
-from .conftest import randomize_generator, small_base
+from .conftest import load_example_script, randomize_generator, small_base
 
 METHODS = ("closed_book", "prompting", "adapter")
 SUMMARY_FIELDS = {
@@ -330,10 +328,7 @@ def test_control_answers_with_the_next_contexts_adapter(tmp_path, model, tokeniz
     text = (tmp_path / "k" / "results.md").read_text()
     assert "lower NLL for 2 of 6 answers (2 the other way)" in text
     # examples/scripts/plot_control_gap.py recomputes the same gap from predictions.jsonl and plots it
-    path = Path(__file__).parent.parent / "examples" / "scripts" / "plot_control_gap.py"
-    spec = importlib.util.spec_from_file_location("plot_control_gap", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_example_script("plot_control_gap")
     monkeypatch.setattr(sys, "argv", ["plot_control_gap.py", str(tmp_path / "k"), "--labels", "X Y X",
                                       "--out", str(tmp_path / "gap.png")])
     script.main()

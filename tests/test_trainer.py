@@ -8,7 +8,7 @@ from datasets import Dataset
 import peft_generative as pg
 from peft_generative.trainer import GenerativeAdapterTrainer, GenerativeAdapterTrainingConfig
 
-from .conftest import randomize_generator, small_base
+from .conftest import load_example_script, randomize_generator, small_base
 
 WORDS = ("river market stone harbour council quarry salt trader warehouse spring square bridge lantern ferry "
          "mill orchard").split()
@@ -342,15 +342,9 @@ def test_only_answered_assistant_turns_are_learned(tokenizer):
 def test_context_specificity_script_measures_the_own_vs_other_gap(tokenizer):
     """examples/scripts/context_specificity.py: a fresh generator (B = 0, every adapter zero) has no gap at all;
     one with random read-outs gives different adapters per context, so a nonzero gap."""
-    import importlib.util
-    import os
-
     from peft import get_peft_model
 
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples", "scripts", "context_specificity.py")
-    spec = importlib.util.spec_from_file_location("context_specificity", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_example_script("context_specificity")
     rows = [{"context": f"The lantern of house {i} is {c}.",
              "messages": [{"role": "user", "content": f"Colour of lantern {i}?"}, {"role": "assistant", "content": c}]}
             for i, c in enumerate(["green", "red", "blue", "amber"])]

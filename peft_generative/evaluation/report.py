@@ -117,8 +117,7 @@ def _nll_per_token(records: Sequence[dict], method: str) -> dict:
     for r in records:
         if r["method"] != method:
             continue
-        nll, tokens = (r.get("answer_nll"), r.get("answer_tokens")) if "answer_nll" in r else (r.get("nll"),
-                                                                                              r.get("tokens"))
+        nll, tokens = r.get("answer_nll", r.get("nll")), r.get("answer_tokens", r.get("tokens"))
         if nll is None or not tokens:
             return {}
         out[(r["unit"], seen[r["unit"]])] = nll / tokens
