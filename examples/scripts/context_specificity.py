@@ -8,6 +8,12 @@ teacher-forced twice: with the adapter of its own context and with the adapter o
 whose context differs (the trainer's `contrast_weight` loss, evaluated without training). Reported per task: the
 per-token answer NLL with the own adapter, and `gap` = NLL with the other context's adapter minus NLL with the own
 (nats per token; 0: the adapter carries nothing of its context that the answers use).
+
+The validation file is the instruction mixture built from the validation splits (after
+`python -m peft_generative.data --all --out data`):
+
+    python -c "from peft_generative.data import build_sft_mixture; \\
+        build_sft_mixture('data', 'data/sft/validation.jsonl', split='validation')"
 """
 
 from __future__ import annotations
@@ -66,7 +72,8 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", action="append", required=True, help="generator dirs (repeatable)")
-    parser.add_argument("--validation", default="data/sft/validation.jsonl")
+    parser.add_argument("--validation", default="data/sft/validation.jsonl",
+                        help="instruction rows from the validation splits (see above)")
     parser.add_argument("--per-task", type=int, default=48, help="rows per task")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", help="JSON file")
