@@ -12,7 +12,6 @@ own adapter won.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -20,13 +19,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from peft_generative.data import read_jsonl  # noqa: E402
 from peft_generative.evaluation.report import control_gap  # noqa: E402
 
 
 def load_gap(run: str) -> dict:
     path = Path(run) / "predictions.jsonl"
-    with open(path, encoding="utf-8") as f:
-        gap = control_gap([json.loads(line) for line in f if line.strip()])
+    gap = control_gap(list(read_jsonl(path)))
     if gap is None:
         raise SystemExit(f"error: {path} has no paired adapter / adapter_other_context answers with a likelihood; "
                          "run `peft-generative eval` with `--methods adapter,adapter_other_context`.")

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..data.jsonl import read_jsonl
 from . import conversation, demonstrations, knowledge
 from .cost import adapter_bytes, base_config, kv_cache_bytes, tuner_of
 from .engine import ADAPTER_METHODS, ALL_METHODS, CONTROL, METHODS, Engine, Unit
@@ -78,8 +79,7 @@ def _reused_baselines(directory, task: str, described: dict, settings: dict, uni
     directory = Path(directory)
     try:
         old = json.loads((directory / "results.json").read_text(encoding="utf-8"))
-        with open(directory / "predictions.jsonl", encoding="utf-8") as f:
-            records = [json.loads(line) for line in f if line.strip()]
+        records = list(read_jsonl(directory / "predictions.jsonl"))
     except (OSError, ValueError) as err:
         raise ValueError(f"Cannot reuse baselines from {directory}: {err}. Point --reuse-baselines at the output "
                          "directory of an earlier `peft-generative eval` run (results.json + predictions.jsonl).")
