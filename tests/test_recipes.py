@@ -59,9 +59,11 @@ def test_kept_work_in_progress_generator_matches_the_shipped_layout():
 
     from safetensors import safe_open
 
-    root = Path(__file__).resolve().parent.parent
-    shipped = root / "peft_generative" / "assets" / "generator"
-    kept = root / "examples" / "generators" / "knowledge_replay"
+    from peft_generative.loading import shipped_generator_path
+
+    shipped = shipped_generator_path()
+    assert shipped is not None, "the shipped generator is missing from peft_generative/assets/generator"
+    kept = Path(__file__).resolve().parent.parent / "examples" / "generators" / "knowledge_replay"
 
     def layout(directory):
         with safe_open(str(directory / "adapter_model.safetensors"), framework="pt") as f:
