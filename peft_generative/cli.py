@@ -155,6 +155,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+# ---- interpolate --------------------------------------------------------------------------------------------------
+def cmd_interpolate(args) -> int:
+    from .interpolation import interpolate_generators
+
+    weights = interpolate_generators(args.first, args.second, args.weight, args.out)
+    print(f"{args.weight} x {args.first} + {1 - args.weight:g} x {args.second} "
+          f"({sum(t.numel() for t in weights.values()):,} parameters) written to {args.out}")
+    return 0
+
+
 # ---- train --------------------------------------------------------------------------------------------------------
 def cmd_train(argv: list[str]) -> int:
     from .train_script import main, make_parser
@@ -196,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--state", help="a saved context state (.safetensors), e.g. a chat memory")
     export.add_argument("--out", required=True, help="output directory")
     export.set_defaults(func=cmd_export)
+
+    interpolate = sub.add_parser("interpolate", help="weight-interpolate two generators for the same base model")
+    interpolate.add_argument("first", help="generator directory (e.g. the fine-tuned one)")
+    interpolate.add_argument("second", help="generator directory (e.g. the one it started from)")
+    interpolate.add_argument("--weight", type=float, required=True, help="share of FIRST, in [0, 1]")
+    interpolate.add_argument("--out", required=True, help="output directory (not one of the inputs)")
+    interpolate.set_defaults(func=cmd_interpolate)
 
     from .benchmark import add_bench_parser
     from .evaluation import add_eval_parser
