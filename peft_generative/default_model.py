@@ -17,6 +17,9 @@ from typing import Optional
 import torch
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+# what generators trained on the embedded model record as their base model (the same weights on the Hub), so that
+# a shared generator names a model others can load rather than a path in this machine's cache
+DEFAULT_HUB_ID = f"HuggingFaceTB/{DEFAULT_MODEL}"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -71,7 +74,7 @@ def default_model_path() -> Path:
 
 def resolve_model(name_or_path: Optional[str]) -> str:
     """`None` or the default's name -> the converted default checkpoint; anything else unchanged."""
-    if name_or_path in (None, "", DEFAULT_MODEL, f"HuggingFaceTB/{DEFAULT_MODEL}"):
+    if name_or_path in (None, "", DEFAULT_MODEL, DEFAULT_HUB_ID):
         return str(default_model_path())
     return name_or_path
 
@@ -83,6 +86,8 @@ def load_base_model(name_or_path: Optional[str] = None, dtype: Optional[torch.dt
     path = resolve_model(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    if Path(path).resolve() == (cache_root() / "models" / DEFAULT_MODEL).resolve():
+        model.config._name_or_path = model.name_or_path = DEFAULT_HUB_ID
     if device is not None:
         model.to(device)
     model.eval()

@@ -120,3 +120,20 @@ def test_the_main_job_runs_with_the_shipped_generator(capsys):
     assert f"generator: {shipped}" in out and "Q: Who founded Quillmoor?" in out
     for label in ("base model (no context)", "generative adapter", "context in prompt"):
         assert label in out
+
+
+def test_generators_for_the_embedded_model_name_its_hub_id(real_model, tmp_path):
+    """A generator trained on the embedded checkpoint must not record this machine's cache path as its base model:
+    its config and model card name the Hub id, which `load_base_model` maps back to the embedded checkpoint."""
+    import json
+
+    from peft_generative.default_model import DEFAULT_HUB_ID, default_model_path, resolve_model
+
+    base, _ = real_model
+    assert base.config._name_or_path == base.name_or_path == DEFAULT_HUB_ID
+    model = get_peft_model(base, small_config(layers_to_transform=[0]))
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == DEFAULT_HUB_ID
+    assert f"base_model: {DEFAULT_HUB_ID}" in (tmp_path / "README.md").read_text()
+    assert resolve_model(DEFAULT_HUB_ID) == str(default_model_path())
