@@ -41,9 +41,13 @@ def _gguf_dir() -> Path:
     )
 
 
+def _converted_dir() -> Path:
+    return cache_root() / "models" / DEFAULT_MODEL
+
+
 def default_model_path() -> Path:
     """Directory of the converted default checkpoint, converting it on first use."""
-    target = cache_root() / "models" / DEFAULT_MODEL
+    target = _converted_dir()
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -86,7 +90,7 @@ def load_base_model(name_or_path: Optional[str] = None, dtype: Optional[torch.dt
     path = resolve_model(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
-    if Path(path).resolve() == (cache_root() / "models" / DEFAULT_MODEL).resolve():
+    if Path(path).resolve() == _converted_dir().resolve():
         model.config._name_or_path = model.name_or_path = DEFAULT_HUB_ID
     if device is not None:
         model.to(device)

@@ -13,13 +13,13 @@ import json
 import os
 
 import torch
+from peft.utils import CONFIG_NAME as CONFIG_FILE
+from peft.utils import SAFETENSORS_WEIGHTS_NAME as WEIGHTS_FILE
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .context import _atomic_directory
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
 # fields that say how the generator was described, not what its parameters mean
 _DESCRIPTIVE_FIELDS = {"revision", "inference_mode", "peft_version"}
 
@@ -90,4 +90,3 @@ def interpolate_generators(first: str, second: str, weight: float, output_dir: s
             "peft_generative_interpolation": json.dumps({"first": first, "second": second, "weight": weight}),
         })
     return mixed
-
