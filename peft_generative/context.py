@@ -10,6 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
+from peft.utils import SAFETENSORS_WEIGHTS_NAME
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -220,7 +221,7 @@ class GeneratedContext:
         config = self.lora_config()
         with _atomic_directory(save_directory) as tmp:
             config.save_pretrained(tmp)
-            save_file(weights, os.path.join(tmp, "adapter_model.safetensors"), metadata={"format": "pt"})
+            save_file(weights, os.path.join(tmp, SAFETENSORS_WEIGHTS_NAME), metadata={"format": "pt"})
 
     # ---- own state form (keeps streaming) ----------------------------------------------------------------------
     def save_state(self, path: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from peft.utils import CONFIG_NAME
 
 from .config import GenerativeAdapterConfig
 from .default_model import DEFAULT_MODEL, load_base_model
@@ -15,7 +16,7 @@ from .default_model import DEFAULT_MODEL, load_base_model
 def shipped_generator_path() -> Optional[Path]:
     """The generator trained for SmolLM2-135M-Instruct that ships with the package, if present."""
     path = Path(str(resources.files("peft_generative") / "assets" / "generator"))
-    return path if (path / "adapter_config.json").exists() else None
+    return path if (path / CONFIG_NAME).exists() else None
 
 
 def load_generative_model(model: Optional[str] = None, generator: Optional[str] = None,

@@ -433,3 +433,33 @@ def test_cli_subcommand_end_to_end(tmp_path, tokenizer, capsys):
     assert all(s["answers"] == 4 for s in saved["methods"].values())  # 2 contexts per group size, 1 question each
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "--task", "knowledge", "--data", "x", "--group-sizes", "0,a"])
+
+
+def test_knowledge_probes_scaled_adapters_and_contrastive_scoring(tmp_path, model, tokenizer):
+    """examples/scripts/knowledge_probes.py: a scaled context changes only the delta (0 = base model, 1 = as
+    generated), and its two gold-answer scorings (the engine's, and its own logits at alpha 0) agree."""
+    probes = load_example_script("knowledge_probes")
+    docs = load_documents(knowledge_file(tmp_path))
+    engine = Engine(model, tokenizer, max_new_tokens=4)
+    contexts = [engine.contextualize(d["context"])[0] for d in docs]
+    ids = torch.tensor([engine.chat_ids("What colour is the lantern?")])
+
+    def logits(ctx):
+        with torch.no_grad(), model.use_context(ctx):
+            return model(input_ids=ids).logits
+
+    base, own = logits(None), logits(contexts[0])
+    assert not torch.allclose(own, base)
+    assert torch.equal(logits(probes.scaled(contexts[0], 1.0)), own)
+    assert torch.equal(logits(probes.scaled(contexts[0], 0.0)), base)
+    assert not torch.allclose(logits(probes.scaled(contexts[0], 2.0)), own)
+
+    queries = [d["questions"][0] for d in docs]
+    by_scale = probes.probe_scale(engine, contexts, queries, [1.0, 0.0])
+    by_alpha = probes.probe_contrast(model, engine, contexts, queries, [0.0, 1.0])
+    for key in ("gold_ppl_own", "gold_ppl_other"):
+        assert by_scale[0][key] == pytest.approx(by_alpha[0][key], rel=1e-4)
+    assert by_scale[1]["gold_ppl_own"] == pytest.approx(by_scale[1]["gold_ppl_other"])  # both the base model
+    assert by_alpha[1]["gold_ppl_own"] != pytest.approx(by_alpha[0]["gold_ppl_own"])
+    recall = probes.probe_recall(model, tokenizer, contexts[:2], docs[:2], max_new_tokens=4)
+    assert recall["passages"] == 2 and 0 <= recall["answer_recalled"] <= 2 and len(recall["examples"]) == 2

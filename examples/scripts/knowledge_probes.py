@@ -1,0 +1,145 @@
+"""Does a generated adapter hold its passage's answer, and can decoding bring it out?
+
+Three probes on knowledge passages (by default the validation split, so that choosing between generators does not
+look at the test passages), each answer asked with the question only in the prompt:
+
+- ``scale``: the generated LoRA's delta multiplied by s (1 = as generated). Token F1 of the greedy answer, and the
+  gold answer's perplexity with the own passage's adapter and with the next passage's (the control).
+- ``contrast``: contrastive decoding against the base model (context-aware decoding, arXiv 2305.14739):
+  ``log_softmax((1 + a) * logits_adapter - a * logits_base)``; gold-answer perplexity (own / control) and where the
+  gold answer's first token ranks.
+- ``recall``: the adapter alone asked to repeat its passage; how often the answer's name comes back verbatim.
+
+    python examples/scripts/knowledge_probes.py --generator peft_generative/assets/generator --out runs/probe.json
+
+Measured numbers are in docs/results.md ("What did not bring the name out").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from peft_generative.answering import generate_answer
+from peft_generative.context import GeneratedContext
+from peft_generative.evaluation.engine import Engine
+from peft_generative.evaluation.metrics import best_f1
+from peft_generative.loading import load_generative_model
+
+RECALL_PROMPT = "Repeat the passage you were given, word for word."
+
+
+def scaled(ctx: GeneratedContext, scale: float) -> GeneratedContext:
+    """The same context with every generated delta multiplied by `scale` (only `lora_B` carries it)."""
+    factors = {k: (a, b * scale) for k, (a, b) in ctx.factors.items()}
+    return GeneratedContext(ctx._model, ctx.adapter_name, ctx.states, ctx.num_tokens, ctx.segments, factors)
+
+
+def probe_scale(engine: Engine, contexts, queries, scales, batch: int = 8) -> list[dict]:
+    prompts = [engine.prompt(q["question"])[0] for q in queries]
+    golds = [engine.continuation_ids(q["answers"][0]) for q in queries]
+    tokens = sum(len(g) for g in golds)
+    rows = []
+    for s in scales:
+        own = [scaled(c, s) for c in contexts]
+        other = own[1:] + own[:1]
+        f1 = nll_own = nll_other = 0.0
+        for i in range(0, len(queries), batch):
+            part = slice(i, i + batch)
+            pairs = list(zip(prompts[part], golds[part]))
+            for (answer, _), q in zip(engine.generate(prompts[part], own[part]), queries[part]):
+                f1 += best_f1(answer, q["answers"])
+            nll_own -= sum(engine.continuation_logprobs(pairs, own[part]))
+            nll_other -= sum(engine.continuation_logprobs(pairs, other[part]))
+        rows.append({"scale": s, "f1": 100 * f1 / len(queries), "gold_ppl_own": math.exp(nll_own / tokens),
+                     "gold_ppl_other": math.exp(nll_other / tokens)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+@torch.no_grad()
+def probe_contrast(model, engine: Engine, contexts, queries, alphas) -> list[dict]:
+    sums = {a: [0.0, 0.0] for a in alphas}
+    ranks = {a: [] for a in alphas}
+    tokens = 0
+    for i, q in enumerate(queries):
+        prompt = engine.prompt(q["question"])[0]
+        gold = engine.continuation_ids(q["answers"][0])
+        ids = torch.tensor([prompt + gold], device=engine.device)
+        target = torch.tensor(gold, device=engine.device)[:, None]
+
+        def logits(ctx):
+            with model.use_context(ctx):
+                return model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+
+        own, other, base = logits(contexts[i]), logits(contexts[(i + 1) % len(contexts)]), logits(None)
+        tokens += len(gold)
+        for a in alphas:
+            for j, z in enumerate((own, other)):
+                logp = torch.log_softmax((1 + a) * z - a * base, -1)
+                sums[a][j] -= logp.gather(1, target).sum().item()
+                if j == 0:
+                    ranks[a].append(int((logp[0] > logp[0, gold[0]]).sum()))
+    rows = []
+    for a in alphas:
+        r = sorted(ranks[a])
+        rows.append({"alpha": a, "gold_ppl_own": math.exp(sums[a][0] / tokens),
+                     "gold_ppl_other": math.exp(sums[a][1] / tokens), "first_token_rank_median": r[len(r) // 2],
+                     "first_token_top1": sum(x == 0 for x in r), "first_token_top5": sum(x < 5 for x in r)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def probe_recall(model, tokenizer, contexts, docs, max_new_tokens: int = 64) -> dict:
+    examples, hits = [], 0
+    for ctx, doc in zip(contexts, docs):
+        with model.use_context(ctx):
+            text = generate_answer(model, tokenizer, RECALL_PROMPT, max_new_tokens=max_new_tokens)
+        answer = doc["questions"][0]["answers"][0]
+        hit = answer.lower() in text.lower()
+        hits += hit
+        examples.append({"passage": doc["context"][:120], "answer": answer, "recalled": text[:200], "hit": hit})
+    result = {"passages": len(docs), "answer_recalled": hits, "examples": examples[:6]}
+    print({k: v for k, v in result.items() if k != "examples"}, flush=True)
+    return result
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--generator", default=None, help="generator directory (default: the shipped one)")
+    parser.add_argument("--data", default="data/knowledge/validation.eval.jsonl")
+    parser.add_argument("--limit", type=int, default=40, help="passages (first question of each)")
+    parser.add_argument("--scales", default="1,1.5,2,3")
+    parser.add_argument("--alphas", default="0,0.25,0.5,1")
+    parser.add_argument("--recall-limit", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=None, help="write the results here as JSON")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    docs = [json.loads(line) for line in open(args.data) if line.strip()][: args.limit]
+    if len(docs) < 2:
+        raise SystemExit(f"{args.data}: need at least 2 passages (one is the other's control), found {len(docs)}.")
+    model, tokenizer, info = load_generative_model(None, args.generator)
+    model.eval()
+    engine = Engine(model, tokenizer, max_new_tokens=32)
+    contexts = [engine.contextualize(d["context"])[0] for d in docs]
+    queries = [d["questions"][0] for d in docs]
+    result = {
+        "generator": args.generator or "shipped", "data": args.data, "passages": len(docs),
+        "scale": probe_scale(engine, contexts, queries, [float(s) for s in args.scales.split(",")]),
+        "contrast": probe_contrast(model, engine, contexts, queries, [float(a) for a in args.alphas.split(",")]),
+        "recall": probe_recall(model, tokenizer, contexts[: args.recall_limit], docs[: args.recall_limit]),
+    }
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
