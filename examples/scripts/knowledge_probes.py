@@ -9,6 +9,11 @@ look at the test passages), each answer asked with the question only in the prom
   ``log_softmax((1 + a) * logits_adapter - a * logits_base)``; gold-answer perplexity (own / control) and where the
   gold answer's first token ranks.
 - ``recall``: the adapter alone asked to repeat its passage; how often the answer's name comes back verbatim.
+- ``oracle`` (``--oracle-steps N``): each layer's state optimised directly, the generator and the model fixed
+  (N Adam steps from the generated state), then the same questions. Fitted to reconstruct the passage, it asks
+  whether a state that holds the passage better also answers; fitted to the gold answer itself, whether any state
+  can make this generator's adapter say the name at all. Together they tell a one-pass encoding that writes the
+  wrong thing apart from a read-out that cannot say the answer whatever the state.
 
     python examples/scripts/knowledge_probes.py --generator peft_generative/assets/generator --out runs/probe.json
 
@@ -21,6 +26,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -37,6 +43,64 @@ def scaled(ctx: GeneratedContext, scale: float) -> GeneratedContext:
     """The same context with every generated delta multiplied by `scale` (only `lora_B` carries it)."""
     factors = {k: (a, b * scale) for k, (a, b) in ctx.factors.items()}
     return GeneratedContext(ctx._model, ctx.adapter_name, ctx.states, ctx.num_tokens, ctx.segments, factors)
+
+
+def oracle_context(ctx: GeneratedContext, ids: torch.Tensor, steps: int, lr: float = 3e-3,
+                   labels: Optional[torch.Tensor] = None):
+    """`ctx` (one row) with its states optimised to predict the token ids `ids` `(1, n)` (the `labels`, default
+    `ids`; -100 masks a position).
+
+    The states are stepped as `S = P * |S0|` from `P = S0 / |S0|`, so the step size is relative whatever the
+    state normalisation. Only the states get gradients (`torch.autograd.grad`); `ctx` itself is left unchanged.
+    Returns the new context and the NLL per predicted token before and after.
+    """
+    tuner, name = ctx._model, ctx.adapter_name
+    scales = {k: v.detach().norm().clamp_min(1e-12) for k, v in ctx.states.items()}
+    params = {k: (v.detach() / scales[k]).clone().requires_grad_(True) for k, v in ctx.states.items()}
+    optimizer = torch.optim.Adam(list(params.values()), lr=lr)
+
+    def context_from(tensors) -> GeneratedContext:
+        states = {k: t * scales[k] for k, t in tensors.items()}
+        return GeneratedContext(tuner, name, states, ctx.num_tokens, ctx.segments, tuner._compute_factors(states, name))
+
+    def reconstruction(context) -> torch.Tensor:
+        with tuner.use_context(context):
+            return tuner.model(input_ids=ids, labels=ids if labels is None else labels).loss
+
+    with torch.no_grad():
+        before = reconstruction(ctx).item()
+    for _ in range(steps):
+        loss = reconstruction(context_from(params))
+        grads = torch.autograd.grad(loss, list(params.values()))
+        for p, g in zip(params.values(), grads):
+            p.grad = g
+        optimizer.step()
+    with torch.no_grad():
+        oracle = context_from({k: p.detach() for k, p in params.items()})
+        after = reconstruction(oracle).item()
+    return oracle, before, after
+
+
+def probe_oracle(model, tokenizer, engine: Engine, contexts, docs, steps: int, lr: float) -> dict:
+    queries = [d["questions"][0] for d in docs]
+    passage_states, answer_states, before, after = [], [], 0.0, 0.0
+    for ctx, doc, query in zip(contexts, docs, queries):
+        ids = torch.tensor([tokenizer(doc["context"], add_special_tokens=False)["input_ids"]], device=engine.device)
+        oracle, b, a = oracle_context(ctx, ids, steps, lr)
+        passage_states.append(oracle)
+        before, after = before + b, after + a
+        prompt, gold = engine.prompt(query["question"])[0], engine.continuation_ids(query["answers"][0])
+        qa = torch.tensor([prompt + gold], device=engine.device)
+        labels = torch.tensor([[-100] * len(prompt) + gold], device=engine.device)
+        answer_states.append(oracle_context(ctx, qa, steps, lr, labels=labels)[0])
+    result = {"passages": len(docs), "steps": steps, "lr": lr,
+              "reconstruction_nll_generated": before / len(docs), "reconstruction_nll_oracle": after / len(docs),
+              "generated": probe_scale(engine, contexts, queries, [1.0])[0],
+              "fitted_to_passage": probe_scale(engine, passage_states, queries, [1.0])[0],
+              "fitted_to_answer": probe_scale(engine, answer_states, queries, [1.0])[0],
+              "recall_fitted_to_passage": probe_recall(model, tokenizer, passage_states, docs)}
+    print({k: v for k, v in result.items() if not isinstance(v, dict)}, flush=True)
+    return result
 
 
 def probe_scale(engine: Engine, contexts, queries, scales, batch: int = 8) -> list[dict]:
@@ -116,6 +180,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--scales", default="1,1.5,2,3")
     parser.add_argument("--alphas", default="0,0.25,0.5,1")
     parser.add_argument("--recall-limit", type=int, default=24)
+    parser.add_argument("--oracle-steps", type=int, default=0, help="run the oracle-state probe with N Adam steps")
+    parser.add_argument("--oracle-limit", type=int, default=12, help="passages for the oracle probe (on 2 CPU cores about 1 s per step and passage)")
+    parser.add_argument("--oracle-lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="write the results here as JSON")
     args = parser.parse_args(argv)
@@ -135,6 +202,10 @@ def main(argv=None) -> dict:
         "contrast": probe_contrast(model, engine, contexts, queries, [float(a) for a in args.alphas.split(",")]),
         "recall": probe_recall(model, tokenizer, contexts[: args.recall_limit], docs[: args.recall_limit]),
     }
+    if args.oracle_steps:
+        k = args.oracle_limit
+        result["oracle"] = probe_oracle(model, tokenizer, engine, contexts[:k], docs[:k], args.oracle_steps,
+                                        args.oracle_lr)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
