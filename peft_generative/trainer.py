@@ -31,6 +31,9 @@ from .training_data import (
 logger = logging.getLogger(__name__)
 
 
+GENERATOR_PARTS = ("norm", "A1", "A2", "A3", "B")
+
+
 @dataclass
 class GenerativeAdapterTrainingConfig(SFTConfig):
     """`SFTConfig` plus the self-supervised objective of Generative Adapter.
@@ -51,6 +54,10 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             does not ask for (an adapter can lower it by encoding only the answer format). Costs one more forward
             and backward over the instruction rows. Logged: `loss_contrast` and `contrast_gap` (`nll_other -
             nll_own`, positive when the adapters are specific to their context).
+        frozen_generator_parts: generator tensors kept fixed, by name: `norm`, `A1`, `A2`, `A3`, `B`. The encoder,
+            which writes the state from the context, is `norm`, `A2` and `A3`; the read-out, which turns a state
+            into the LoRA, is `A1` and `B`. Freezing the read-out (`A1 B`) trains only what is written into the
+            state.
     """
 
     num_segments: int = field(default=2, metadata={"help": "Segments per text block (context = all but the last)."})
@@ -59,6 +66,10 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
     reconstruction_weight: Optional[float] = field(default=None, metadata={"help": "Mixing weight, None = token avg."})
     text_weight: float = field(default=0.5, metadata={"help": "Mixed datasets: weight of the text loss."})
     contrast_weight: float = field(default=0.0, metadata={"help": "Weight of the own-vs-other-context loss."})
+    frozen_generator_parts: list[str] = field(
+        default_factory=list,
+        metadata={"help": f"Generator tensors kept fixed: any of {list(GENERATOR_PARTS)} (e.g. A1 B: the read-out)."},
+    )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4 pretraining)."})
 
     def __post_init__(self):
@@ -76,6 +87,11 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             raise ValueError("`text_weight` must be in [0, 1].")
         if not self.contrast_weight >= 0:
             raise ValueError("`contrast_weight` must be >= 0 (0 turns the context-specificity loss off).")
+        unknown = sorted(set(self.frozen_generator_parts) - set(GENERATOR_PARTS))
+        if unknown:
+            raise ValueError(f"`frozen_generator_parts`: unknown part(s) {unknown}; choose from {list(GENERATOR_PARTS)}.")
+        if set(self.frozen_generator_parts) == set(GENERATOR_PARTS):
+            raise ValueError("`frozen_generator_parts` names every part of the generator: nothing would be trained.")
 
 
 def _accelerator_available() -> bool:
@@ -120,6 +136,21 @@ class GenerativeAdapterTrainer(SFTTrainer):
         if not isinstance(self._tuner(), GenerativeAdapterModel):
             raise TypeError("The model is not a Generative Adapter model: pass peft_config=GenerativeAdapterConfig().")
         self._tuner().set_tokenizer(processing_class)
+        self._freeze(args.frozen_generator_parts)
+
+    def _freeze(self, parts) -> None:
+        """Keep the named generator tensors fixed (before the optimizer is built, so it never holds them)."""
+        layers = self._tuner()._generators().values()
+        if "B" in parts and all(not p.any() for layer in layers for p in layer.generator_B.values()):
+            raise ValueError(
+                "`frozen_generator_parts` includes B, but B is all zeros (a fresh generator starts that way), so no "
+                "other part would get a gradient either. Start from a trained generator (`init_generator`) or "
+                "leave B trainable."
+            )
+        for layer in layers:
+            for part in parts:
+                for parameter in getattr(layer, f"generator_{part}").values():
+                    parameter.requires_grad_(False)
 
     # ---- data ----------------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):

@@ -200,6 +200,28 @@ def test_contrast_loss_compares_own_adapter_with_another_contexts(tmp_path, toke
         train_args(tmp_path, contrast_weight=-1.0)
 
 
+def test_frozen_generator_parts_stay_fixed_and_the_rest_trains(tmp_path, tokenizer):
+    from peft import get_peft_model
+
+    text = Dataset.from_dict({"text": documents(30)})
+    model = randomize_generator(get_peft_model(small_base(tokenizer), gen_config()))
+    trainer = GenerativeAdapterTrainer(model, args=train_args(tmp_path, max_steps=2, frozen_generator_parts=["A1", "B"]),
+                                       train_dataset=text, processing_class=tokenizer)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "generator_" in n}
+    trainer.train()
+    for name, param in trainer.model.named_parameters():
+        if "generator_" in name:
+            frozen = "generator_A1" in name or "generator_B" in name
+            assert torch.equal(param, before[name]) == frozen, name
+    with pytest.raises(ValueError, match="unknown part"):
+        train_args(tmp_path, frozen_generator_parts=["A4"])
+    with pytest.raises(ValueError, match="nothing would be trained"):
+        train_args(tmp_path, frozen_generator_parts=["norm", "A1", "A2", "A3", "B"])
+    with pytest.raises(ValueError, match="B is all zeros"):  # a fresh generator: no part would get a gradient
+        GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, frozen_generator_parts=["B"]),
+                                 train_dataset=text, processing_class=tokenizer, peft_config=gen_config())
+
+
 def test_mixed_dataset_errors(tmp_path, tokenizer):
     data = mixed_dataset()
     empty = data.map(lambda row, i: {"text": "" if i == 0 else row["text"]}, with_indices=True)

@@ -1,6 +1,6 @@
 """Does a generated adapter hold its passage's answer, and can decoding bring it out?
 
-Three probes on knowledge passages (by default the validation split, so that choosing between generators does not
+Four probes on knowledge passages (by default the validation split, so that choosing between generators does not
 look at the test passages), each answer asked with the question only in the prompt:
 
 - ``scale``: the generated LoRA's delta multiplied by s (1 = as generated). Token F1 of the greedy answer, and the
