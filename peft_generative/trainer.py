@@ -89,7 +89,9 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             raise ValueError("`contrast_weight` must be >= 0 (0 turns the context-specificity loss off).")
         unknown = sorted(set(self.frozen_generator_parts) - set(GENERATOR_PARTS))
         if unknown:
-            raise ValueError(f"`frozen_generator_parts`: unknown part(s) {unknown}; choose from {list(GENERATOR_PARTS)}.")
+            raise ValueError(
+                f"`frozen_generator_parts`: unknown part(s) {unknown}; choose from {list(GENERATOR_PARTS)}."
+            )
         if set(self.frozen_generator_parts) == set(GENERATOR_PARTS):
             raise ValueError("`frozen_generator_parts` names every part of the generator: nothing would be trained.")
 

@@ -181,7 +181,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--alphas", default="0,0.25,0.5,1")
     parser.add_argument("--recall-limit", type=int, default=24)
     parser.add_argument("--oracle-steps", type=int, default=0, help="run the oracle-state probe with N Adam steps")
-    parser.add_argument("--oracle-limit", type=int, default=12, help="passages for the oracle probe (on 2 CPU cores about 1 s per step and passage)")
+    parser.add_argument("--oracle-limit", type=int, default=12,
+                        help="passages for the oracle probe (2 CPU cores: about 1 s per step and passage)")
     parser.add_argument("--oracle-lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="write the results here as JSON")
