@@ -13,11 +13,11 @@ import json
 import os
 
 import torch
-from peft.utils import CONFIG_NAME as CONFIG_FILE
-from peft.utils import SAFETENSORS_WEIGHTS_NAME as WEIGHTS_FILE
+from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ._registration import PEFT_TYPE_NAME
 from .context import _atomic_directory
 
 # fields that say how the generator was described, not what its parameters mean
@@ -25,7 +25,7 @@ _DESCRIPTIVE_FIELDS = {"revision", "inference_mode", "peft_version"}
 
 
 def _read_generator(directory: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    config_path, weights_path = os.path.join(directory, CONFIG_FILE), os.path.join(directory, WEIGHTS_FILE)
+    config_path, weights_path = os.path.join(directory, CONFIG_NAME), os.path.join(directory, SAFETENSORS_WEIGHTS_NAME)
     for path in (config_path, weights_path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{directory} is not a saved generator: {os.path.basename(path)} is missing "
@@ -35,9 +35,9 @@ def _read_generator(directory: str) -> tuple[dict, dict[str, torch.Tensor]]:
             config = json.load(f)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{config_path} is not valid JSON (corrupt file?): {exc}") from exc
-    if config.get("peft_type") != "GENERATIVE_ADAPTER":
+    if config.get("peft_type") != PEFT_TYPE_NAME:
         raise ValueError(f"{directory} holds a {config.get('peft_type')!r} adapter, not a generator "
-                         "(peft_type GENERATIVE_ADAPTER).")
+                         f"(peft_type {PEFT_TYPE_NAME}).")
     try:
         weights = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as exc:
@@ -83,9 +83,9 @@ def interpolate_generators(first: str, second: str, weight: float, output_dir: s
         else:
             mixed[name] = (weight * a.float() + (1 - weight) * b.float()).to(a.dtype).contiguous()
     with _atomic_directory(out) as tmp:
-        with open(os.path.join(tmp, CONFIG_FILE), "w", encoding="utf-8") as f:
+        with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as f:
             json.dump(config_a, f, indent=2, sort_keys=True)
-        save_file(mixed, os.path.join(tmp, WEIGHTS_FILE), metadata={
+        save_file(mixed, os.path.join(tmp, SAFETENSORS_WEIGHTS_NAME), metadata={
             "format": "pt",
             "peft_generative_interpolation": json.dumps({"first": first, "second": second, "weight": weight}),
         })

@@ -85,7 +85,7 @@ def probe_oracle(model, tokenizer, engine: Engine, contexts, docs, steps: int, l
     queries = [d["questions"][0] for d in docs]
     passage_states, answer_states, before, after = [], [], 0.0, 0.0
     for ctx, doc, query in zip(contexts, docs, queries):
-        ids = torch.tensor([tokenizer(doc["context"], add_special_tokens=False)["input_ids"]], device=engine.device)
+        ids = torch.tensor([engine.token_ids(doc["context"])], device=engine.device)
         oracle, b, a = oracle_context(ctx, ids, steps, lr)
         passage_states.append(oracle)
         before, after = before + b, after + a
