@@ -460,6 +460,9 @@ def test_knowledge_probes_scaled_adapters_and_contrastive_scoring(tmp_path, mode
     for key in ("gold_ppl_own", "gold_ppl_other"):
         assert by_scale[0][key] == pytest.approx(by_alpha[0][key], rel=1e-4)
     assert by_scale[1]["gold_ppl_own"] == pytest.approx(by_scale[1]["gold_ppl_other"])  # both the base model
+    for row in by_scale:  # the F1 is the mean over all queries of the listed overlapping answers' F1
+        assert row["f1"] == pytest.approx(sum(a["f1"] for a in row["answers_with_overlap"]) / len(queries))
+        assert all(a["f1"] > 0 for a in row["answers_with_overlap"])
     assert by_alpha[1]["gold_ppl_own"] != pytest.approx(by_alpha[0]["gold_ppl_own"])
     recall = probes.probe_recall(model, tokenizer, contexts[:2], docs[:2], max_new_tokens=4)
     assert recall["passages"] == 2 and 0 <= recall["answer_recalled"] <= 2 and len(recall["examples"]) == 2
@@ -479,6 +482,6 @@ def test_knowledge_probes_oracle_state_lowers_reconstruction_and_leaves_the_cont
     assert all(p.grad is None for p in model.parameters())  # only the states were differentiated
     result = probes.probe_oracle(model, tokenizer, engine, [ctx], docs[:1], steps=2, lr=0.05)
     assert result["reconstruction_nll_oracle"] < result["reconstruction_nll_generated"]
-    assert set(result["fitted_to_passage"]) == {"scale", "f1", "gold_ppl_own", "gold_ppl_other"}
+    assert set(result["fitted_to_passage"]) == {"scale", "f1", "gold_ppl_own", "gold_ppl_other", "answers_with_overlap"}
     # a state fitted to the gold answer makes it less perplexing than the generated state does
     assert result["fitted_to_answer"]["gold_ppl_own"] < result["generated"]["gold_ppl_own"]

@@ -112,16 +112,21 @@ def probe_scale(engine: Engine, contexts, queries, scales, batch: int = 8) -> li
         own = [scaled(c, s) for c in contexts]
         other = own[1:] + own[:1]
         f1 = nll_own = nll_other = 0.0
+        scored = []  # answers with any overlap, to tell a name from a shared "von" or first name
         for i in range(0, len(queries), batch):
             part = slice(i, i + batch)
             pairs = list(zip(prompts[part], golds[part]))
             for (answer, _), q in zip(engine.generate(prompts[part], own[part]), queries[part]):
-                f1 += best_f1(answer, q["answers"])
+                score = best_f1(answer, q["answers"])
+                f1 += score
+                if score > 0:
+                    scored.append({"question": q["question"], "prediction": answer, "gold": q["answers"],
+                                   "f1": 100 * score})
             nll_own -= sum(engine.continuation_logprobs(pairs, own[part]))
             nll_other -= sum(engine.continuation_logprobs(pairs, other[part]))
         rows.append({"scale": s, "f1": 100 * f1 / len(queries), "gold_ppl_own": math.exp(nll_own / tokens),
-                     "gold_ppl_other": math.exp(nll_other / tokens)})
-        print(rows[-1], flush=True)
+                     "gold_ppl_other": math.exp(nll_other / tokens), "answers_with_overlap": scored})
+        print({k: v for k, v in rows[-1].items() if k != "answers_with_overlap"}, flush=True)
     return rows
 
 
