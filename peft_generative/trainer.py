@@ -16,6 +16,7 @@ from trl import SFTConfig, SFTTrainer
 
 from .config import GenerativeAdapterConfig
 from .context import GeneratedContext
+from .layer import GenerativeLinear
 from .model import GenerativeAdapterModel
 from .training_data import (
     COMPLETION,
@@ -31,7 +32,8 @@ from .training_data import (
 logger = logging.getLogger(__name__)
 
 
-GENERATOR_PARTS = ("norm", "A1", "A2", "A3", "B")
+# the names `frozen_generator_parts` accepts: the layer's generator tensors without their "generator_" prefix
+GENERATOR_PARTS = tuple(name.removeprefix("generator_") for name in GenerativeLinear.adapter_layer_names)
 
 
 @dataclass

@@ -474,7 +474,7 @@ def test_knowledge_probes_oracle_state_lowers_reconstruction_and_leaves_the_cont
     engine = Engine(model, tokenizer, max_new_tokens=4)
     ctx = engine.contextualize(docs[0]["context"])[0]
     kept = {k: v.clone() for k, v in ctx.states.items()}
-    ids = torch.tensor([tokenizer(docs[0]["context"], add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([engine.token_ids(docs[0]["context"])])
     oracle, before, after = probes.oracle_context(ctx, ids, steps=8, lr=0.05)
     assert after < before - 1e-3
     assert all(torch.equal(ctx.states[k], kept[k]) for k in kept)  # the generated context is not modified
@@ -482,6 +482,7 @@ def test_knowledge_probes_oracle_state_lowers_reconstruction_and_leaves_the_cont
     assert all(p.grad is None for p in model.parameters())  # only the states were differentiated
     result = probes.probe_oracle(model, tokenizer, engine, [ctx], docs[:1], steps=2, lr=0.05)
     assert result["reconstruction_nll_oracle"] < result["reconstruction_nll_generated"]
-    assert set(result["fitted_to_passage"]) == {"scale", "f1", "gold_ppl_own", "gold_ppl_other", "answers_with_overlap"}
+    assert set(result["fitted_to_passage"]) == {"scale", "f1", "gold_ppl_own", "gold_ppl_other",
+                                                "answers_with_overlap"}
     # a state fitted to the gold answer makes it less perplexing than the generated state does
     assert result["fitted_to_answer"]["gold_ppl_own"] < result["generated"]["gold_ppl_own"]
