@@ -435,7 +435,7 @@ def test_cli_subcommand_end_to_end(tmp_path, tokenizer, capsys):
         parser.parse_args(["eval", "--task", "knowledge", "--data", "x", "--group-sizes", "0,a"])
 
 
-def test_knowledge_probes_scaled_adapters_and_contrastive_scoring(tmp_path, model, tokenizer):
+def test_knowledge_probes_scaled_adapters_and_contrastive_scoring(tmp_path, model, tokenizer, monkeypatch, capsys):
     """examples/scripts/knowledge_probes.py: a scaled context changes only the delta (0 = base model, 1 = as
     generated), and its two gold-answer scorings (the engine's, and its own logits at alpha 0) agree."""
     probes = load_example_script("knowledge_probes")
@@ -466,6 +466,23 @@ def test_knowledge_probes_scaled_adapters_and_contrastive_scoring(tmp_path, mode
     assert by_alpha[1]["gold_ppl_own"] != pytest.approx(by_alpha[0]["gold_ppl_own"])
     recall = probes.probe_recall(model, tokenizer, contexts[:2], docs[:2], max_new_tokens=4)
     assert recall["passages"] == 2 and 0 <= recall["answer_recalled"] <= 2 and len(recall["examples"]) == 2
+    # examples/scripts/plot_knowledge_probes.py reads the probe's JSON (as main() writes it) and plots it by step
+    (tmp_path / "probe.json").write_text(json.dumps({"scale": by_scale}))
+    (tmp_path / "base.json").write_text(json.dumps({"scale": by_scale[1:]}))
+    plot = load_example_script("plot_knowledge_probes")
+    monkeypatch.setattr(sys, "argv", ["plot_knowledge_probes.py", f"90={tmp_path / 'probe.json'}",
+                                      f"0={tmp_path / 'base.json'}", "--out", str(tmp_path / "phase.png")])
+    capsys.readouterr()
+    plot.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("    0 steps") and lines[1].startswith("   90 steps")  # in step order
+    assert f"own {by_scale[0]['gold_ppl_own']:.1f} / control {by_scale[0]['gold_ppl_other']:.1f}" in lines[1]
+    assert (tmp_path / "phase.png").stat().st_size > 0
+    for bad in (f"x={tmp_path / 'probe.json'}", f"5={tmp_path / 'phase.png'}"):
+        monkeypatch.setattr(sys, "argv", ["plot_knowledge_probes.py", bad, "--out", str(tmp_path / "bad.png")])
+        with pytest.raises(SystemExit, match="STEPS=PATH|not a knowledge_probes.py result"):
+            plot.main()
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_knowledge_probes_oracle_state_lowers_reconstruction_and_leaves_the_context(tmp_path, model, tokenizer):
