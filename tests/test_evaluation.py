@@ -478,9 +478,10 @@ def test_knowledge_probes_scaled_adapters_and_contrastive_scoring(tmp_path, mode
     assert lines[0].startswith("    0 steps") and lines[1].startswith("   90 steps")  # in step order
     assert f"own {by_scale[0]['gold_ppl_own']:.1f} / control {by_scale[0]['gold_ppl_other']:.1f}" in lines[1]
     assert (tmp_path / "phase.png").stat().st_size > 0
-    for bad in (f"x={tmp_path / 'probe.json'}", f"5={tmp_path / 'phase.png'}"):
+    for bad, message in ((f"x={tmp_path / 'probe.json'}", "is not STEPS=PATH"),
+                         (f"5={tmp_path / 'phase.png'}", "is not a knowledge_probes.py result")):
         monkeypatch.setattr(sys, "argv", ["plot_knowledge_probes.py", bad, "--out", str(tmp_path / "bad.png")])
-        with pytest.raises(SystemExit, match="STEPS=PATH|not a knowledge_probes.py result"):
+        with pytest.raises(SystemExit, match=message):
             plot.main()
     assert not (tmp_path / "bad.png").exists()
 
