@@ -27,6 +27,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from peft_generative.data import read_jsonl
+from peft_generative.evaluation.report import save_figure
 from peft_generative.loading import load_generative_model
 from peft_generative.trainer import GenerativeAdapterTrainer, GenerativeAdapterTrainingConfig
 
@@ -64,9 +65,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set_title("Answers helped by their own context's adapter (held-out)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

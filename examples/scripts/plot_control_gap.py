@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from peft_generative.data import read_jsonl  # noqa: E402
-from peft_generative.evaluation.report import control_gap  # noqa: E402
+from peft_generative.evaluation.report import control_gap, save_figure  # noqa: E402
 
 
 def load_gap(run: str) -> dict:
@@ -58,8 +58,7 @@ def main() -> None:
     ax.set_ylabel("NLL/token: other adapter - own (nats)")
     ax.set_title(args.title, fontsize=9)
     fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    save_figure(fig, args.out)
     print(f"wrote {args.out}")
 
 

@@ -20,6 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from peft_generative.evaluation.report import save_figure  # noqa: E402
+
 
 def load_point(spec: str) -> tuple[int, dict]:
     steps, sep, path = spec.partition("=")
@@ -57,8 +59,7 @@ def main() -> None:
     ppl.legend(fontsize=8)
     fig.suptitle(args.title, fontsize=10)
     fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    save_figure(fig, args.out)
     print(f"wrote {args.out}")
 
 

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from peft_generative.data import read_jsonl  # noqa: E402
+from peft_generative.evaluation.report import save_figure  # noqa: E402
 from peft_generative.perplexity import context_perplexity  # noqa: E402
 
 
@@ -65,9 +66,7 @@ def plot_losses(state: dict, title: str, path: Path, window: int = 5) -> None:
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 METHOD_LABELS = {"no_context": "no context", "adapter_other_context": "another context's adapter",
@@ -92,9 +91,7 @@ def plot_perplexity(perplexity: dict, path: Path) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -224,6 +224,17 @@ def to_markdown(result: dict) -> str:
 
 
 # ---- plots ------------------------------------------------------------------------------------------------------
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a laid-out matplotlib figure as a PNG (creating its folder) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _plots(result: dict, out: Path) -> dict[str, str]:
     import matplotlib
 
@@ -249,10 +260,7 @@ def _plots(result: dict, out: Path) -> dict[str, str]:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = out / "score_by_length.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written["score_by_length"] = str(path)
+    written["score_by_length"] = str(save_figure(fig, out / "score_by_length.png"))
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for m in methods:
@@ -272,10 +280,7 @@ def _plots(result: dict, out: Path) -> dict[str, str]:
     left.legend()
     fig.suptitle(f"{result['task']}: {ylabel} vs cost")
     fig.tight_layout()
-    path = out / "score_vs_cost.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written["score_vs_cost"] = str(path)
+    written["score_vs_cost"] = str(save_figure(fig, out / "score_vs_cost.png"))
     return written
 
 
