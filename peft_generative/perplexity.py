@@ -33,8 +33,11 @@ def _nll(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.
 @torch.no_grad()
 def context_perplexity(model, tokenizer, texts: Sequence[str], *, num_segments: int = 3, segment_length: int = 128,
                        max_blocks: int = 32, batch_size: int = 4, progress: bool = True,
-                       control: bool = True) -> dict:
-    """Perplexities `{objective: {method: ppl}}` over up to `max_blocks` blocks packed from `texts`."""
+                       control: bool = True, baselines: bool = True) -> dict:
+    """Perplexities `{objective: {method: ppl}}` over up to `max_blocks` blocks packed from `texts`.
+
+    `baselines=False` skips the two scores that do not depend on the generator (no context, context in the
+    prompt; the latter is the costliest), for comparing many generators on the same blocks."""
     from datasets import Dataset
 
     tuner = model.base_model if hasattr(model, "base_model") else model
@@ -45,7 +48,8 @@ def context_perplexity(model, tokenizer, texts: Sequence[str], *, num_segments: 
     collate = GenerativeAdapterCollator(pad_token_id=tokenizer.pad_token_id or 0, num_segments=num_segments,
                                         segment_length=segment_length)
     device = next(model.parameters()).device
-    methods = ("adapter", "no_context", "in_prompt") + (("adapter_other_context",) if control and len(blocks) > 1 else ())
+    methods = ("adapter",) + (("no_context", "in_prompt") if baselines else ()) \
+        + (("adapter_other_context",) if control and len(blocks) > 1 else ())
     totals = {obj: {m: [0.0, 0] for m in methods} for obj in (COMPLETION, RECONSTRUCTION)}
     starts = range(0, len(blocks), batch_size)
     for start in tqdm(starts, desc="perplexity", disable=not progress, leave=False):
@@ -62,15 +66,16 @@ def context_perplexity(model, tokenizer, texts: Sequence[str], *, num_segments: 
         if "adapter_other_context" in methods:  # block i carries block i + 1's adapter
             with tuner.use_context(made.rows(batch["context_index"] + 1)):
                 scores["adapter_other_context"] = _nll(model, ids, mask, labels)
-        with tuner.use_context(None):
-            scores["no_context"] = _nll(model, ids, mask, labels)
-            prompt_rows = [batch["context"][c] + ids[r][mask[r].bool()].tolist()
-                           for r, c in enumerate(batch["context_index"].tolist())]
-            prompt_labels = [[-100] * len(batch["context"][c]) + labels[r][mask[r].bool()].tolist()
-                             for r, c in enumerate(batch["context_index"].tolist())]
-            padded = collate._pad(prompt_rows, prompt_labels)
-            scores["in_prompt"] = _nll(model, padded["input_ids"].to(device), padded["attention_mask"].to(device),
-                                       padded["labels"].to(device))
+        if baselines:
+            with tuner.use_context(None):
+                scores["no_context"] = _nll(model, ids, mask, labels)
+                prompt_rows = [batch["context"][c] + ids[r][mask[r].bool()].tolist()
+                               for r, c in enumerate(batch["context_index"].tolist())]
+                prompt_labels = [[-100] * len(batch["context"][c]) + labels[r][mask[r].bool()].tolist()
+                                 for r, c in enumerate(batch["context_index"].tolist())]
+                padded = collate._pad(prompt_rows, prompt_labels)
+                scores["in_prompt"] = _nll(model, padded["input_ids"].to(device), padded["attention_mask"].to(device),
+                                           padded["labels"].to(device))
         for method, (nll, count) in scores.items():
             for obj in (COMPLETION, RECONSTRUCTION):
                 rows = (batch["objective"] == obj).to(nll.device)

@@ -308,6 +308,11 @@ def test_perplexity_control_uses_another_blocks_adapter(tokenizer):
     assert without["reconstruction"]["adapter"] == pytest.approx(result["reconstruction"]["adapter"], rel=1e-6)
     single = context_perplexity(model, tokenizer, texts, **(kwargs | {"max_blocks": 1}))
     assert "adapter_other_context" not in single["completion"]
+    adapters_only = context_perplexity(model, tokenizer, texts, **kwargs, baselines=False)
+    for objective in ("completion", "reconstruction"):
+        assert set(adapters_only[objective]) == {"adapter", "adapter_other_context"}
+        for method in ("adapter", "adapter_other_context"):
+            assert adapters_only[objective][method] == pytest.approx(result[objective][method], rel=1e-6)
 
 
 @pytest.mark.slow

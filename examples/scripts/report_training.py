@@ -103,6 +103,9 @@ def main() -> None:
     parser.add_argument("--knowledge", default="data/knowledge/test.eval.jsonl")
     parser.add_argument("--ppl-blocks", type=int, default=24)
     parser.add_argument("--qa-limit", type=int, default=60, help="knowledge passages to answer; 0 skips the QA eval")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="score only the generated adapters (own and control), not no-context and "
+                             "context-in-prompt, which do not depend on the generator: for comparing checkpoints")
     parser.add_argument("--out", default="docs")
     args = parser.parse_args()
     out = Path(args.out)
@@ -120,7 +123,8 @@ def main() -> None:
     for generator in args.generator:
         model, tokenizer, _ = load_generative_model(None, generator)
         results["perplexity"][generator] = context_perplexity(model, tokenizer, texts, num_segments=3,
-                                                              segment_length=128, max_blocks=args.ppl_blocks)
+                                                              segment_length=128, max_blocks=args.ppl_blocks,
+                                                              baselines=not args.no_baselines)
         if args.qa_limit > 0:
             report = evaluate("knowledge", args.knowledge, model=model, tokenizer=tokenizer, limit=args.qa_limit,
                               group_sizes=(1,), progress=True)
