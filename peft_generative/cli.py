@@ -44,7 +44,7 @@ def _read_text(path: str) -> str:
 # ---- demo (the main job) ---------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
     from .answering import generate_answer
-    from .costs import format_bytes, kv_cache_numel
+    from .lm_costs import format_bytes, kv_cache_numel
 
     document = _read_text(args.document) if args.document else \
         (resources.files("peft_generative") / "assets" / "quillmoor.txt").read_text(encoding="utf-8")
@@ -157,7 +157,7 @@ def cmd_export(args) -> int:
 
 # ---- interpolate --------------------------------------------------------------------------------------------------
 def cmd_interpolate(args) -> int:
-    from .interpolation import interpolate_generators
+    from .training.interpolation import interpolate_generators
 
     weights = interpolate_generators(args.first, args.second, args.weight, args.out)
     print(f"{args.weight} x {args.first} + {1 - args.weight:g} x {args.second} "
@@ -167,7 +167,7 @@ def cmd_interpolate(args) -> int:
 
 # ---- train --------------------------------------------------------------------------------------------------------
 def cmd_train(argv: list[str]) -> int:
-    from .train_script import main, make_parser
+    from .training.script import main, make_parser
 
     script_args, training_args = make_parser().parse_args_and_config(argv)
     main(script_args, training_args)

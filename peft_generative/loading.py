@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from peft.utils import CONFIG_NAME
 
-from .config import GenerativeAdapterConfig
+from .tuner import GenerativeAdapterConfig, generator_of
 from .default_model import DEFAULT_MODEL, load_base_model
 
 
@@ -38,4 +38,7 @@ def load_generative_model(model: Optional[str] = None, generator: Optional[str] 
         info = {"generator": None, "trained": False, "shipped": False}
     peft_model.eval()
     peft_model.set_tokenizer(tokenizer)
+    generator_weights = generator_of(peft_model)
+    generator_weights.source = generator or "fresh (untrained)"
+    generator_weights.check_finite(f"The generator {generator!r}" if generator else "The fresh generator")
     return peft_model, tokenizer, info

@@ -543,9 +543,6 @@ class HubServer:
             branch=branch,
         )
 
-    def delete_repo(self, repo_id: str, repo_type: str = "model") -> None:
-        shutil.rmtree(self.repo_dir(repo_id, repo_type), ignore_errors=True)
-
     def head(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> str | None:
         repo_dir = self.repo_dir(repo_id, repo_type)
         return _rev_parse(repo_dir, revision) if (repo_dir / ".git").is_dir() else None

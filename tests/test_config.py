@@ -5,7 +5,10 @@ from peft import PeftConfig, PeftType, get_peft_model
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
 
 import peft_generative as pg
-from peft_generative._registration import _extend_enum, register
+import importlib
+
+import peft_generative.tuner
+from peft_generative.tuner.peft_type import extend_enum
 
 from .conftest import tiny_model
 
@@ -16,8 +19,9 @@ def test_registration_extends_peft_type_and_registries():
     assert pg.GENERATIVE_ADAPTER in list(PeftType)
     assert PEFT_TYPE_TO_CONFIG_MAPPING["GENERATIVE_ADAPTER"] is pg.GenerativeAdapterConfig
     assert PEFT_TYPE_TO_TUNER_MAPPING["GENERATIVE_ADAPTER"] is pg.GenerativeAdapterModel
-    register()  # idempotent
-    assert _extend_enum(PeftType, "GENERATIVE_ADAPTER") is pg.GENERATIVE_ADAPTER
+    importlib.reload(peft_generative.tuner)  # registering again is idempotent
+    assert PEFT_TYPE_TO_TUNER_MAPPING["GENERATIVE_ADAPTER"] is peft_generative.tuner.GenerativeAdapterModel
+    assert extend_enum(PeftType, "GENERATIVE_ADAPTER") is pg.GENERATIVE_ADAPTER
     assert PeftType.LORA in list(PeftType)  # existing members untouched
 
 

@@ -495,7 +495,7 @@ def test_sft_mixture_samples_training_splits_and_replays_text(tmp_path):
     from datasets import load_dataset
 
     from peft_generative.data import build_sft_mixture, write_jsonl
-    from peft_generative.training_data import dataset_kind, split_mixed
+    from peft_generative.training.collation import dataset_kind, split_mixed
 
     write_jsonl(tmp_path / "knowledge" / "train.jsonl",
                 [{"context": f"Passage {i}.", "prompt": f"Question {i}?", "completion": f"Answer {i}."}

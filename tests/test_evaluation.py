@@ -14,7 +14,7 @@ import torch
 from peft import get_peft_model
 
 import peft_generative as pg
-from peft_generative.costs import kv_cache_numel
+from peft_generative.lm_costs import kv_cache_numel
 from peft_generative.evaluation import (
     EvalDataError,
     accuracy,
@@ -31,7 +31,7 @@ from peft_generative.evaluation import (
     token_f1,
 )
 from peft_generative.evaluation.conversation import load_conversations
-from peft_generative.evaluation.cost import contextualize_flops, generation_flops
+from peft_generative.evaluation.method_costs import contextualize_flops, generation_flops
 from peft_generative.evaluation.demonstrations import load_episodes
 from peft_generative.evaluation.engine import Engine
 from peft_generative.evaluation.knowledge import group_documents, load_documents

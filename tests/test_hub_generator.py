@@ -61,5 +61,8 @@ def test_push_to_hub_helper_keeps_the_full_model_card(hub_push):
     assert "generative-adapter" in card
     assert "base_model: user/tiny-base" in card
     assert "import peft_generative" in card
+    # the card tells users to load the repository it was pushed to, not the temporary directory it was saved in
+    assert 'PeftModel.from_pretrained(base_model, "user/carded-generator")' in card
+    assert "tmp" not in card.split("## Generative Adapter")[1]
     loaded = PeftModel.from_pretrained(tiny_model(), "user/carded-generator")
     assert all(torch.equal(generator(model)[k], generator(loaded)[k]) for k in generator(model))

@@ -3,7 +3,7 @@ import torch
 from peft import get_peft_model
 
 import peft_generative as pg
-from peft_generative.svd import smooth_svd
+from peft_generative.tuner.svd import smooth_svd
 
 from .conftest import randomize_generator, tiny_model
 
@@ -137,7 +137,7 @@ def test_init_from_attention_starts_keys_and_values_as_the_layers_own(tiny_kind)
     # tiny models: k_proj / v_proj are 16 x 32 (2 kv heads x 8), so key_dim 20 keeps 4 Kaiming rows
     model = make(tiny_kind, key_dim=20, value_dim=12, init_from_attention=True)
     base_layers = model.base_model.model.model.layers
-    for name, layer in model.base_model._generators().items():
+    for name, layer in model.base_model.generator_layers().items():
         decoder = base_layers[layer.layer_index]
         for param, proj in (("generator_A2", decoder.self_attn.k_proj), ("generator_A3", decoder.self_attn.v_proj)):
             _, s, vh = torch.linalg.svd(proj.weight.detach(), full_matrices=False)

@@ -110,8 +110,8 @@ def test_mixed_dataset_trains_both_objectives(tmp_path, tokenizer):
     assert [isinstance(c, str) for c in batch["context"]] == [False, False, True]
     # the two groups are encoded apart and put back in order: each row is its own context's adapter
     randomize_generator(trainer.model)
-    tuner = trainer._tuner()
-    together = trainer._contextualize(batch["context"])
+    tuner = trainer.tuner
+    together = trainer.contextualize(batch["context"])
     for i, context in enumerate(batch["context"]):
         alone = tuner.contextualize([context], tokenizer=tokenizer, activate=False, progress=False)
         for key in alone.factors:
@@ -136,8 +136,8 @@ def test_mixed_batch_loss_weighs_instruction_against_text(tmp_path, tokenizer):
     with torch.no_grad():
         loss = trainer.compute_loss(model, dict(batch))
         # by hand: each row's next-token NLL with its own adapter, token-averaged per kind
-        generated = trainer._contextualize(batch["context"]).rows(batch["context_index"])
-        with trainer._tuner().use_context(generated):
+        generated = trainer.contextualize(batch["context"]).rows(batch["context_index"])
+        with trainer.tuner.use_context(generated):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
     labels = batch["labels"][:, 1:]
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=-100,
@@ -150,7 +150,7 @@ def test_mixed_batch_loss_weighs_instruction_against_text(tmp_path, tokenizer):
 
 def answer_nll(trainer, batch, generated):
     """Each row's per-token average answer NLL with the given adapters, by a plain forward."""
-    with trainer._tuner().use_context(generated):
+    with trainer.tuner.use_context(generated):
         logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
     labels = batch["labels"][:, 1:]
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=-100,
@@ -172,7 +172,7 @@ def test_contrast_loss_compares_own_adapter_with_another_contexts(tmp_path, toke
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, dict(batch))
-        per_context = trainer._contextualize(batch["context"])
+        per_context = trainer.contextualize(batch["context"])
         own = answer_nll(trainer, batch, per_context.rows(batch["context_index"]))
         # partners: the next row with a different context (rows 0 and 1 share one, so both skip to row 2)
         other = answer_nll(trainer, batch, per_context.rows([batch["context_index"][i] for i in (2, 2, 3, 0)]))
@@ -181,13 +181,13 @@ def test_contrast_loss_compares_own_adapter_with_another_contexts(tmp_path, toke
     answer = (own * count).sum() / count.sum()
     expected = answer + 0.5 * torch.nn.functional.softplus(own - other).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
-    assert trainer._metrics["train"]["contrast_gap"][-1] == pytest.approx((other - own).mean().item(), abs=1e-5)
+    assert trainer.objective_metrics["train"]["contrast_gap"][-1] == pytest.approx((other - own).mean().item(), abs=1e-5)
 
     # one context for the whole batch: no partner, no contrast term
     same = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, dict(same))
-        own = answer_nll(trainer, same, trainer._contextualize(same["context"]).rows(same["context_index"]))
+        own = answer_nll(trainer, same, trainer.contextualize(same["context"]).rows(same["context_index"]))
     count = (same["labels"][:, 1:] != -100).sum(-1)
     assert loss.item() == pytest.approx(((own * count).sum() / count.sum()).item(), rel=1e-4)
 
@@ -354,7 +354,7 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tokenizer):
 
 
 def test_only_answered_assistant_turns_are_learned(tokenizer):
-    from peft_generative.training_data import tokenize_conversation
+    from peft_generative.training.collation import tokenize_conversation
 
     ids, labels = tokenize_conversation(tokenizer, [
         {"role": "assistant", "content": "Hi there"},  # an opening turn: nothing to answer, not learned

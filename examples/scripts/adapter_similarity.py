@@ -22,7 +22,7 @@ from datasets import Dataset
 
 from peft_generative.data import read_jsonl
 from peft_generative.loading import load_generative_model
-from peft_generative.training_data import pack_text
+from peft_generative.training.collation import pack_text
 
 
 def similarity(model, contexts: list[list[int]]) -> dict:

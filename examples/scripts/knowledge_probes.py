@@ -17,7 +17,7 @@ look at the test passages), each answer asked with the question only in the prom
 
     python examples/scripts/knowledge_probes.py --generator peft_generative/assets/generator --out runs/probe.json
 
-Measured numbers are in docs/results.md ("What did not bring the name out").
+Measured numbers are in docs/experiments.md.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Optional
 import torch
 
 from peft_generative.answering import generate_answer
-from peft_generative.context import GeneratedContext
+from peft_generative.tuner import GeneratedContext
 from peft_generative.evaluation.engine import Engine
 from peft_generative.evaluation.metrics import best_f1
 from peft_generative.loading import load_generative_model
@@ -42,7 +42,7 @@ RECALL_PROMPT = "Repeat the passage you were given, word for word."
 def scaled(ctx: GeneratedContext, scale: float) -> GeneratedContext:
     """The same context with every generated delta multiplied by `scale` (only `lora_B` carries it)."""
     factors = {k: (a, b * scale) for k, (a, b) in ctx.factors.items()}
-    return GeneratedContext(ctx._model, ctx.adapter_name, ctx.states, ctx.num_tokens, ctx.segments, factors)
+    return GeneratedContext(ctx.generator, ctx.states, ctx.num_tokens, ctx.added_texts, factors)
 
 
 def oracle_context(ctx: GeneratedContext, ids: torch.Tensor, steps: int, lr: float = 3e-3,
@@ -54,18 +54,18 @@ def oracle_context(ctx: GeneratedContext, ids: torch.Tensor, steps: int, lr: flo
     state normalisation. Only the states get gradients (`torch.autograd.grad`); `ctx` itself is left unchanged.
     Returns the new context and the NLL per predicted token before and after.
     """
-    tuner, name = ctx._model, ctx.adapter_name
+    generator = ctx.generator
     scales = {k: v.detach().norm().clamp_min(1e-12) for k, v in ctx.states.items()}
     params = {k: (v.detach() / scales[k]).clone().requires_grad_(True) for k, v in ctx.states.items()}
     optimizer = torch.optim.Adam(list(params.values()), lr=lr)
 
     def context_from(tensors) -> GeneratedContext:
         states = {k: t * scales[k] for k, t in tensors.items()}
-        return GeneratedContext(tuner, name, states, ctx.num_tokens, ctx.segments, tuner._compute_factors(states, name))
+        return GeneratedContext(generator, states, ctx.num_tokens, ctx.added_texts)
 
     def reconstruction(context) -> torch.Tensor:
-        with tuner.use_context(context):
-            return tuner.model(input_ids=ids, labels=ids if labels is None else labels).loss
+        with generator.router.using(context):
+            return generator.model(input_ids=ids, labels=ids if labels is None else labels).loss
 
     with torch.no_grad():
         before = reconstruction(ctx).item()

@@ -4,7 +4,7 @@
     accelerate launch --multi_gpu --num_processes 2 examples/scripts/train_generator.py --config ... [--use_cpu true]
 """
 
-from peft_generative.train_script import main, make_parser
+from peft_generative.training.script import main, make_parser
 
 if __name__ == "__main__":
     script_args, training_args = make_parser().parse_args_and_config()

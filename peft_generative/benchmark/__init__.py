@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import figures as F
-from .report import markdown, summarize
+from .tables import benchmark_markdown, summarize_figures
 from .timing import machine_info
 
 FIGURES = ("contextualize", "answer", "decode", "batched", "train_step")
@@ -63,12 +63,12 @@ def run_benchmarks(model: Optional[str] = None, generator: Optional[str] = None,
     results = {"date": datetime.date.today().isoformat(), "command": command or "run_benchmarks(...)",
                "machine": machine_info(dev), "model": model or "SmolLM2-135M-Instruct (default)",
                "generator": info["generator"], "generator_trained": info["trained"], "dtype": dtype,
-               "repeats": repeats, "new_tokens": new_tokens, "figures": measured, "summary": summarize(measured)}
+               "repeats": repeats, "new_tokens": new_tokens, "figures": measured, "summary": summarize_figures(measured)}
     if out:
         directory = Path(out)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "bench.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-        (directory / "bench.md").write_text(markdown(results), encoding="utf-8")
+        (directory / "bench.md").write_text(benchmark_markdown(results), encoding="utf-8")
     return results
 
 
@@ -93,7 +93,7 @@ def cmd_bench(args) -> int:
     results = run_benchmarks(args.model, args.generator, context_lengths=args.lengths, repeats=args.repeats,
                              new_tokens=args.new_tokens, batch=args.batch, device=args.device, dtype=args.dtype,
                              figures=args.figures, out=args.out, command=command)
-    print(markdown(results))
+    print(benchmark_markdown(results))
     print(f"wrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.md'}")
     return 0
 

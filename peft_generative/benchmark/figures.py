@@ -11,7 +11,8 @@ from importlib import resources
 import torch
 
 from ..answering import chat_inputs
-from ..costs import kv_cache_numel
+from ..lm_costs import kv_cache_numel
+from ..tuner import tuner_of
 from .timing import SavedForBackward, median_seconds, peak_device_memory
 
 QUESTION = "Who built the lighthouse in Quillmoor?"
@@ -30,7 +31,7 @@ class Setup:
 
     @property
     def tuner(self):
-        return self.peft_model.base_model
+        return tuner_of(self.peft_model)
 
     @property
     def config(self):
@@ -235,4 +236,4 @@ def train_step_vs_lora(s: Setup, rows: int = 4, context_tokens: int = 256, targe
 
 
 def _target_names(s: Setup) -> set[str]:
-    return {name.rsplit(".", 1)[-1] for name in s.tuner._generators()}
+    return {name.rsplit(".", 1)[-1] for name in s.tuner.generator.layers}

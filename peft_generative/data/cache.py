@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..utils.atomic import atomic_file
 from .archive import iter_members
 
 __all__ = [
@@ -194,10 +195,8 @@ def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathL
         return dest
     _log(f"extracting {member} from {Path(archive).name}", quiet)
     for _, data in iter_members(archive, lambda n: n == member):
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, dest)
+        with atomic_file(dest) as tmp:
+            tmp.write_bytes(data)
         return dest
     raise FileNotFoundError(f"{member} not found in {archive}")
 

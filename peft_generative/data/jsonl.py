@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from ..utils.atomic import atomic_file
 
 __all__ = ["write_jsonl", "read_jsonl", "write_json"]
 
@@ -13,16 +14,12 @@ __all__ = ["write_jsonl", "read_jsonl", "write_json"]
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> int:
     """Write one JSON object per line (UTF-8, no ASCII escaping) via a temporary file and an atomic rename, so a
     crashed build never leaves a truncated file behind. Returns the number of lines written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False))
             f.write("\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 
@@ -37,10 +34,6 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write a pretty-printed JSON file atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         json.dump(obj, f, ensure_ascii=False, indent=2, sort_keys=True)
         f.write("\n")
-    os.replace(tmp, path)

@@ -14,7 +14,7 @@ reported separately) and bytes of per-context state (KV cache vs adapter). Forma
 """
 
 from .engine import ALL_METHODS, METHOD_LABELS, METHODS, Engine, Unit
-from .inputs import EvalDataError
+from .records import EvalDataError
 from .metrics import accuracy, best_exact_match, best_f1, exact_match, normalize_answer, perplexity, token_f1
 from .report import bucket_label, bucket_labels, summarize, to_markdown, write_report
 from .runner import DEFAULT_BUCKETS, TASKS, add_eval_parser, evaluate, run_eval_from_args

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..data.conversation import render_history
-from .cost import adapter_flops_per_token, lm_flops
+from .method_costs import adapter_flops_per_token, lm_flops
 from .engine import ADAPTER_METHODS, Engine, Unit
-from .inputs import EvalDataError, need, need_list, need_text, read_records
+from .records import EvalDataError, need, need_list, need_text, read_records
 from .knowledge import check_questions, score_questions
 
 __all__ = ["TASK", "load_conversations", "prepare", "score_next_session"]

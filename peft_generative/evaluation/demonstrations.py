@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..data.demonstrations import render_demonstrations, render_query
-from .cost import adapter_flops_per_token, generation_flops, scoring_flops
+from .method_costs import adapter_flops_per_token, generation_flops, scoring_flops
 from .engine import ADAPTER_METHODS, Engine, Unit
-from .inputs import EvalDataError, need, need_list, need_text, read_records
+from .records import EvalDataError, need, need_list, need_text, read_records
 from .metrics import exact_match, normalize_answer
 
 __all__ = ["TASK", "load_episodes", "prepare", "score_queries"]

@@ -19,9 +19,11 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from ..answering import chat_inputs
-from ..context import GeneratedContext
-from ..inputs import _chunk_prefix
-from .cost import base_config, contextualize_flops, tuner_of
+from ..tuner import GeneratedContext, tuner_of
+from ..tuner.inputs import chunk_prefix
+from ..utils.batching import pad_rows
+from ..utils.chat import assistant_turn_labels
+from .method_costs import base_config, contextualize_flops
 
 __all__ = ["METHODS", "ALL_METHODS", "ADAPTER_METHODS", "METHOD_LABELS", "Unit", "Engine"]
 
@@ -95,7 +97,7 @@ class Engine:
         eos = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
         self.stop_ids = {i for i in (eos, tokenizer.pad_token_id) if i is not None}
-        self.chunk_prefix_tokens = len(_chunk_prefix(tokenizer))
+        self.chunk_prefix_tokens = len(chunk_prefix(tokenizer))
         self._continuations: dict[str, list[int]] = {}
         _token_tables(tokenizer)  # built once here, not inside the first timed batch
 
@@ -156,12 +158,9 @@ class Engine:
     def generate(self, prompts: Sequence[list[int]],
                  contexts: Optional[Sequence[Optional[GeneratedContext]]] = None) -> list[tuple[str, int]]:
         """Greedy answers (cut at the first newline) and the number of tokens generated, for left-padded rows."""
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
+        padded = pad_rows(prompts, self.pad_id, left=True)
+        input_ids, mask = padded["input_ids"], padded["attention_mask"]
+        width = input_ids.shape[1]
         ctx = self._batch_context(contexts)
         with self.tuner.use_context(ctx):
             out = self.model.generate(
@@ -182,14 +181,9 @@ class Engine:
         if text not in self._continuations:
             tok = self.tokenizer
             if getattr(tok, "chat_template", None):
-                user = [{"role": "user", "content": "x"}]
-                prefix = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=True)
-                full = tok.apply_chat_template(user + [{"role": "assistant", "content": text}], tokenize=True,
-                                               return_dict=True)
-                prefix, full = list(prefix["input_ids"]), list(full["input_ids"])
-                if full[: len(prefix)] != prefix:
-                    raise ValueError("The chat template is not prefix-stable; cannot score options.")
-                ids = full[len(prefix):]
+                chat = [{"role": "user", "content": "x"}, {"role": "assistant", "content": text}]
+                full, labels = assistant_turn_labels(tok, chat, [False, True])
+                ids = [t for t, label in zip(full, labels) if label != -100]
                 eos = tok.eos_token_id
                 if eos in ids:
                     ids = ids[: ids.index(eos) + 1]
@@ -205,14 +199,11 @@ class Engine:
                               contexts: Optional[Sequence[Optional[GeneratedContext]]] = None) -> list[float]:
         """Sum of log p(continuation | prompt) per `(prompt_ids, continuation_ids)` row (right-padded batch)."""
         seqs = [p + c for p, c in rows]
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        keep = torch.zeros((len(seqs), width), dtype=torch.bool)
+        padded = pad_rows(seqs, self.pad_id)
+        input_ids, mask = padded["input_ids"], padded["attention_mask"]
+        keep = torch.zeros(input_ids.shape, dtype=torch.bool)
         targets = []
         for i, ((p, c), s) in enumerate(zip(rows, seqs)):
-            input_ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[i, : len(s)] = 1
             keep[i, len(p) - 1: len(s) - 1] = True  # positions predicting the continuation's tokens
             targets += c
         ctx = self._batch_context(contexts)
@@ -242,23 +233,7 @@ class Engine:
 
     def conversation_tokens(self, messages: list[dict]) -> tuple[list[int], list[int]]:
         """Token ids of a chat and labels on the scored assistant turns (`"scored": True`), -100 elsewhere."""
-        tok = self.tokenizer
-        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-        ids: list[int] = []
-        labels: list[int] = []
-        for i, message in enumerate(messages):
-            if not message.get("scored"):
-                continue
-            prefix = list(tok.apply_chat_template(plain[:i], add_generation_prompt=True, tokenize=True,
-                                                  return_dict=True)["input_ids"])
-            full = list(tok.apply_chat_template(plain[: i + 1], tokenize=True, return_dict=True)["input_ids"])
-            if full[: len(prefix)] != prefix or len(prefix) < len(ids):
-                raise ValueError("The chat template is not prefix-stable; cannot locate the assistant tokens.")
-            labels += [-100] * (len(prefix) - len(ids)) + full[len(prefix):]
-            ids = full
-        if not ids:
-            raise ValueError("The conversation has no assistant reply (after a user message) to score.")
-        return ids, labels
+        return assistant_turn_labels(self.tokenizer, messages, [bool(m.get("scored")) for m in messages])
 
     @staticmethod
     def mark_scored(messages: list[dict]) -> list[dict]:

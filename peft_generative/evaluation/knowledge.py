@@ -12,7 +12,7 @@ import time
 from typing import Optional, Sequence
 
 from .engine import ADAPTER_METHODS, Engine, Unit
-from .inputs import EvalDataError, need, need_list, need_text, read_records
+from .records import EvalDataError, need, need_list, need_text, read_records
 from .metrics import best_exact_match, best_f1
 
 __all__ = ["TASK", "load_documents", "group_documents", "prepare", "score_questions"]
@@ -94,7 +94,7 @@ def score_questions(engine: Engine, method: str, batch: list) -> list[dict]:
     moves before greedy answers do. Its cost is not part of the answer's: each record's `untimed_seconds` is its
     share of the gold-scoring time, which the runner subtracts from the batch's answering time.
     """
-    from .cost import adapter_flops_per_token, generation_flops
+    from .method_costs import adapter_flops_per_token, generation_flops
 
     prompts, flags = [], []
     for unit, query, _ in batch:

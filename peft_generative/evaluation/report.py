@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from ..costs import format_bytes
+from ..lm_costs import format_bytes
 from .engine import CONTROL, METHOD_LABELS
 from .metrics import perplexity
 

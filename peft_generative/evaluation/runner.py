@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from ..data.jsonl import read_jsonl
 from . import conversation, demonstrations, knowledge
-from .cost import adapter_bytes, base_config, kv_cache_bytes, tuner_of
+from ..tuner import tuner_of
+from .method_costs import adapter_bytes, base_config, kv_cache_bytes
 from .engine import ADAPTER_METHODS, ALL_METHODS, CONTROL, METHODS, Engine, Unit
 from .report import bucket_label, summarize, to_markdown, write_report
 

@@ -16,7 +16,7 @@ TARGETS = {
 }
 
 
-def summarize(figures: dict) -> dict:
+def summarize_figures(figures: dict) -> dict:
     """Ratio, target and whether it is met, for every figure that was measured."""
     answers = sorted((f for f in figures if f.startswith("answer_")), key=lambda f: figures[f]["context_tokens"])
     ratios: dict[str, Optional[float]] = {}
@@ -40,7 +40,7 @@ def summarize(figures: dict) -> dict:
     return summary
 
 
-def markdown(results: dict) -> str:
+def benchmark_markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [f"Measured {results['date']} on {machine['device']} ({machine['processor']}, "
              f"{machine['torch_threads']} torch threads{', ' + machine['gpu'] if 'gpu' in machine else ''}), "

@@ -8,7 +8,9 @@ from typing import Literal, Optional, Union
 
 from peft import PeftConfig
 
-from ._registration import GENERATIVE_ADAPTER
+from .model_card import generator_card
+
+from .peft_type import GENERATIVE_ADAPTER
 
 NORMALIZATIONS = ("svd", "frobenius", "none")
 ENCODINGS = ("sequential", "parallel")
@@ -21,25 +23,6 @@ DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
         "gemma3_text", "olmo", "olmo2", "smollm3", "phi3", "granite", "cohere", "starcoder2", "stablelm",
     )
 }
-
-MODEL_CARD_SECTION = """
-## Generative Adapter (peft-generative)
-
-This repository holds a *generator* trained with
-[peft-generative](https://github.com/peft-generative/peft-generative), an implementation of
-Generative Adapter (Chen et al., arXiv 2411.05877). It turns a context (a document, demonstrations, a
-conversation history) into LoRA weights for the frozen base model in one forward pass.
-
-Loading it needs the plug-in, which registers the PEFT type `GENERATIVE_ADAPTER`:
-
-```python
-import peft_generative  # registers the method with peft
-from peft import PeftModel
-model = PeftModel.from_pretrained(base_model, "{repo}")
-ctx = model.contextualize("a document ...", tokenizer=tokenizer)
-```
-"""
-
 
 @dataclass
 class GenerativeAdapterConfig(PeftConfig):
@@ -74,7 +57,7 @@ class GenerativeAdapterConfig(PeftConfig):
         center_keys: subtract each chunk's mean key before accumulating, `S = sum_t (K_t - mean K) V_t^T` (not in
             the paper): the state becomes the context's key/value covariance instead of containing the mean key
             times the mean value, a term most texts share. Per chunk, so states stay additive (`extend`, `forget`).
-            On the default model it did not make the generated adapters more context-specific (docs/results.md).
+            On the default model it did not make the generated adapters more context-specific (docs/experiments.md).
         base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
     """
 
@@ -148,18 +131,7 @@ class GenerativeAdapterConfig(PeftConfig):
 
     def save_pretrained(self, save_directory: str, **kwargs) -> None:
         super().save_pretrained(save_directory, **kwargs)
-        _add_model_card_section(save_directory)
-
-
-def _add_model_card_section(save_directory: str) -> None:
-    """peft writes README.md before the config; add our loading instructions to it (once)."""
-    path = os.path.join(save_directory, "README.md")
-    if not os.path.exists(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if "## Generative Adapter (peft-generative)" in text:
-        return
-    repo = os.path.basename(os.path.abspath(save_directory))
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(MODEL_CARD_SECTION.replace("{repo}", repo))
+        # peft writes README.md before the config: add how to load a generator to its card
+        readme = os.path.join(save_directory, "README.md")
+        if os.path.isfile(readme):
+            generator_card(readme).save(readme)

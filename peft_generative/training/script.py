@@ -16,12 +16,22 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from datasets import load_dataset
-from transformers.trainer_utils import get_last_checkpoint
 from trl import TrlParser
 
-import peft_generative as pg
-from peft_generative.default_model import load_base_model
-from peft_generative.trainer import GenerativeAdapterTrainer, GenerativeAdapterTrainingConfig
+from ..default_model import load_base_model
+from ..tuner import GenerativeAdapterConfig
+from .checkpoints import last_complete_checkpoint
+from .config import GenerativeAdapterTrainingConfig
+from .trainer import GenerativeAdapterTrainer
+
+
+GENERATOR_FIELDS = ("key_dim", "value_dim", "rank", "alpha", "window", "encoding", "normalization",
+                    "init_from_attention", "center_keys")
+
+
+def _generator_field(name: str):
+    source = GenerativeAdapterConfig.__dataclass_fields__[name]
+    return field(default=source.default, metadata=dict(source.metadata))
 
 
 @dataclass
@@ -34,15 +44,23 @@ class ScriptArguments:
     init_generator: Optional[str] = field(default=None, metadata={"help": "Continue from a saved generator."})
     target_modules: list[str] = field(default_factory=lambda: ["o_proj"], metadata={"help": "Modules to adapt."})
     layers_to_transform: Optional[list[int]] = field(default=None, metadata={"help": "Only these layers."})
-    key_dim: int = 128
-    value_dim: int = 128
-    rank: int = 32
-    alpha: float = 16.0
-    window: int = 1024
-    encoding: str = "sequential"
-    normalization: str = "svd"
-    init_from_attention: bool = False
-    center_keys: bool = False
+    # the generator's shape and encoding: the same defaults and help as GenerativeAdapterConfig
+    key_dim: int = _generator_field("key_dim")
+    value_dim: int = _generator_field("value_dim")
+    rank: int = _generator_field("rank")
+    alpha: float = _generator_field("alpha")
+    window: int = _generator_field("window")
+    encoding: str = _generator_field("encoding")
+    normalization: str = _generator_field("normalization")
+    init_from_attention: bool = _generator_field("init_from_attention")
+    center_keys: bool = _generator_field("center_keys")
+
+    def generator_config(self) -> GenerativeAdapterConfig:
+        """The `GenerativeAdapterConfig` these arguments describe."""
+        return GenerativeAdapterConfig(
+            task_type="CAUSAL_LM", target_modules=self.target_modules, layers_to_transform=self.layers_to_transform,
+            **{name: getattr(self, name) for name in GENERATOR_FIELDS},
+        )
 
 
 def _subset(dataset, limit):
@@ -65,13 +83,7 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
         model = PeftModel.from_pretrained(base, script_args.init_generator, is_trainable=True)
     else:
         model = base
-        peft_config = pg.GenerativeAdapterConfig(
-            task_type="CAUSAL_LM", target_modules=script_args.target_modules,
-            layers_to_transform=script_args.layers_to_transform, key_dim=script_args.key_dim,
-            value_dim=script_args.value_dim, rank=script_args.rank, alpha=script_args.alpha,
-            window=script_args.window, encoding=script_args.encoding, normalization=script_args.normalization,
-            init_from_attention=script_args.init_from_attention, center_keys=script_args.center_keys,
-        )
+        peft_config = script_args.generator_config()
     trainer = GenerativeAdapterTrainer(model, args=training_args, train_dataset=train, eval_dataset=evaluation,
                                        processing_class=tokenizer, peft_config=peft_config)
     if trainer.is_world_process_zero():
@@ -79,8 +91,8 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
         if trainer.packing_stats:
             print(f"packing: {trainer.packing_stats}")
     resume = training_args.resume_from_checkpoint
-    if resume is None and os.path.isdir(training_args.output_dir):
-        resume = get_last_checkpoint(training_args.output_dir)
+    if resume is None:
+        resume = last_complete_checkpoint(training_args.output_dir)
     if resume:
         print(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=resume)

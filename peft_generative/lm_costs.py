@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
-def _text_config(config):
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
+from .utils.model_config import text_config
 
 
 def kv_cache_numel(config, tokens: int) -> int:
     """Floats a KV cache holds for `tokens` tokens (keys and values of every layer)."""
-    text = _text_config(config)
+    text = text_config(config)
     heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     return 2 * text.num_hidden_layers * heads * head_dim * tokens
@@ -18,7 +16,7 @@ def kv_cache_numel(config, tokens: int) -> int:
 def forward_flops(config, tokens: int, context_tokens: int = 0, lm_head: bool = True) -> float:
     """Approximate FLOPs of a forward pass over `tokens` new tokens attending to `context_tokens` earlier ones:
     2 * parameters per token for the dense layers plus attention scores/values over the visible positions."""
-    text = _text_config(config)
+    text = text_config(config)
     d, layers = text.hidden_size, text.num_hidden_layers
     heads = text.num_attention_heads
     kv_heads = getattr(text, "num_key_value_heads", None) or heads

@@ -16,11 +16,23 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Optional
 
 import torch
 
-COMPLETION, RECONSTRUCTION, INSTRUCTION = 0, 1, 2
+from ..utils.batching import pad_rows
+from ..utils.chat import assistant_turn_labels
+
+class Objective(IntEnum):
+    """What a batch row is trained on (the collator's `objective` column)."""
+
+    COMPLETION = 0  # the segment after the context
+    RECONSTRUCTION = 1  # a window of the context itself
+    INSTRUCTION = 2  # the answer of an instruction row
+
+
+COMPLETION, RECONSTRUCTION, INSTRUCTION = Objective.COMPLETION, Objective.RECONSTRUCTION, Objective.INSTRUCTION
 
 
 def dataset_kind(columns: list[str], text_field: str = "text") -> str:
@@ -80,23 +92,10 @@ def pack_text(dataset, tokenizer, block_tokens: int, text_field: str = "text"):
 
 
 def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """Token ids of a chat and labels that keep only the assistant turns (everything else -100)."""
-    ids: list[int] = []
-    labels: list[int] = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant" or i == 0:  # an opening assistant turn has no prompt to answer
-            continue
-        prefix = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=True,
-                                               return_dict=True)["input_ids"]
-        full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True)["input_ids"]
-        if full[: len(prefix)] != prefix:
-            raise ValueError("The chat template is not prefix-stable; cannot locate the assistant tokens.")
-        labels += [-100] * (len(prefix) - len(ids)) + full[len(prefix):]
-        ids = full
-    if not any(label != -100 for label in labels):
-        raise ValueError("An instruction example has no assistant turn to learn from.")
-    # the template may close the conversation with more tokens than the last assistant turn covered
-    return ids, labels + [-100] * (len(ids) - len(labels))
+    """Token ids of a chat and labels that keep only the assistant turns (everything else -100); an opening
+    assistant turn has no prompt to answer and is not learned."""
+    scored = [m["role"] == "assistant" and i > 0 for i, m in enumerate(messages)]
+    return assistant_turn_labels(tokenizer, messages, scored)
 
 
 def tokenize_instruction(example: dict, tokenizer, max_length: Optional[int]) -> dict:
@@ -131,22 +130,11 @@ class GenerativeAdapterCollator:
             self._self_supervised(text, contexts, targets, labels, kinds, index)
         if instruction:
             self._instruction(instruction, contexts, targets, labels, kinds, index)
-        batch = self._pad(targets, labels)
+        batch = pad_rows(targets, self.pad_token_id, labels=labels)
         batch["context"] = contexts
         batch["context_index"] = torch.tensor(index)
         batch["objective"] = torch.tensor(kinds)
         return batch
-
-    def _pad(self, rows: list[list[int]], labels: list[list[int]]) -> dict[str, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        label_t = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (r, l) in enumerate(zip(rows, labels)):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            label_t[i, : len(l)] = torch.tensor(l)
-            mask[i, : len(r)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": label_t}
 
     def _window_start(self, block: list[int], context_len: int, length: int) -> int:
         digest = hashlib.sha256(str(block[:16]).encode()).digest()
@@ -166,7 +154,7 @@ class GenerativeAdapterCollator:
         for kind, rows in ((COMPLETION, completions), (RECONSTRUCTION, windows)):
             targets.extend(rows)
             labels.extend(rows)  # every target token is predicted
-            kinds.extend([kind] * len(rows))
+            kinds.extend([int(kind)] * len(rows))
             index.extend(range(first, len(contexts)))
 
     def _instruction(self, examples, contexts, targets, labels, kinds, index):
@@ -176,4 +164,4 @@ class GenerativeAdapterCollator:
             contexts.append(ex["context"])
             targets.append(ex["input_ids"])
             labels.append(ex["labels"])
-            kinds.append(INSTRUCTION)
+            kinds.append(int(INSTRUCTION))

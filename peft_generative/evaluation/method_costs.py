@@ -16,39 +16,27 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..costs import forward_flops, kv_cache_numel
+from ..lm_costs import forward_flops, kv_cache_numel
+from ..tuner import tuner_of
+from ..utils.model_config import text_config
 
 __all__ = [
-    "base_config", "tuner_of", "lm_flops", "generation_flops", "scoring_flops", "adapter_flops_per_token",
+    "base_config", "lm_flops", "generation_flops", "scoring_flops", "adapter_flops_per_token",
     "contextualize_flops", "kv_cache_bytes", "adapter_bytes", "svd_flops",
 ]
-
-
-def _text(config):
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-def tuner_of(model):
-    """The `GenerativeAdapterModel` of a `PeftModel` (or the model itself if it already is one)."""
-    if hasattr(model, "_layers_by_index"):
-        return model
-    tuner = getattr(model, "base_model", None)
-    if tuner is None or not hasattr(tuner, "_layers_by_index"):
-        raise TypeError(f"{type(model).__name__} carries no Generative Adapter; load it with load_generative_model.")
-    return tuner
 
 
 def base_config(model):
     """The text config of the (frozen) base LM under a peft model."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return _text(inner.config)
+    return text_config(inner.config)
 
 
 def lm_flops(config, new_tokens: int, past_tokens: int = 0, logits: int = 0, extra_per_token: float = 0.0) -> float:
     """One forward pass over `new_tokens` tokens after `past_tokens` cached ones, with `logits` LM-head rows."""
     if new_tokens <= 0:
         return 0.0
-    text = _text(config)
+    text = text_config(config)
     body = forward_flops(text, new_tokens, context_tokens=past_tokens, lm_head=False)
     return body + 2.0 * text.hidden_size * text.vocab_size * logits + extra_per_token * new_tokens
 
@@ -87,7 +75,7 @@ def contextualize_flops(model, tokens: int, chunk_prefix_tokens: int = 0) -> flo
     tuner = tuner_of(model)
     text = base_config(model)
     config = tuner.peft_config[tuner.active_adapters[0]]
-    modules = list(tuner._generators().values())
+    modules = list(tuner.generator.layers.values())
     last = max(m.layer_index for m in modules)
     d, n_layers = text.hidden_size, text.num_hidden_layers
     dr, r, k = config.key_dim, config.value_dim, config.adapter_rank

@@ -156,7 +156,9 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         x3 = x if x.dim() == 3 else x.reshape(1, -1, x.shape[-1])
         rows = x3.shape[0]
         if lora_a.shape[0] != rows:
-            if lora_a.shape[0] == 0 or rows % lora_a.shape[0] != 0:
+            # a single context covers every row; otherwise only generate's own expansion of each input row
+            # (beam search, num_return_sequences) may repeat a context row
+            if lora_a.shape[0] != 1 and lora_a.shape[0] * self.router.expansion != rows:
                 raise ValueError(
                     f"The active context has {lora_a.shape[0]} row(s) but the batch has {rows}. Pass one context "
                     "per row (GeneratedContext.stack([...]), None for rows without context) or a single context."

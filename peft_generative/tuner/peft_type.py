@@ -1,9 +1,9 @@
-"""Registers the Generative Adapter as a PEFT method.
+"""The PEFT type `GENERATIVE_ADAPTER`.
 
 peft's `register_peft_method` only accepts names that are members of `PeftType`, an ordinary `enum.Enum`
 without a public way to add members. We add one member the way `enum` itself stores members
-(`_member_map_`, `_value2member_map_`, `_member_names_`), idempotently, and then hand everything else to
-peft's own registry. No peft function is replaced.
+(`_member_map_`, `_value2member_map_`, `_member_names_`), idempotently; the package's `__init__` hands everything
+else to peft's own registry. No peft function is replaced.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from peft.utils import PeftType, register_peft_method
 PEFT_TYPE_NAME = "GENERATIVE_ADAPTER"
 
 
-def _extend_enum(enum_cls: type[enum.Enum], name: str) -> enum.Enum:
+def extend_enum(enum_cls: type[enum.Enum], name: str) -> enum.Enum:
     """Add member `name` (value == name) to a `str` enum, or return it if it already exists."""
     if name in enum_cls.__members__:
         return enum_cls[name]
@@ -36,21 +36,4 @@ def _extend_enum(enum_cls: type[enum.Enum], name: str) -> enum.Enum:
     return member
 
 
-GENERATIVE_ADAPTER = _extend_enum(PeftType, PEFT_TYPE_NAME)
-
-
-def register() -> None:
-    """Register config and tuner classes with peft (safe to call more than once)."""
-    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
-
-    from .config import GenerativeAdapterConfig
-    from .model import GenerativeAdapterModel
-
-    if PEFT_TYPE_TO_TUNER_MAPPING.get(GENERATIVE_ADAPTER) is GenerativeAdapterModel:
-        return
-    register_peft_method(
-        name=PEFT_TYPE_NAME.lower(),
-        config_cls=GenerativeAdapterConfig,
-        model_cls=GenerativeAdapterModel,
-        prefix=GenerativeAdapterModel.prefix,
-    )
+GENERATIVE_ADAPTER = extend_enum(PeftType, PEFT_TYPE_NAME)

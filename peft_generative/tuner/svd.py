@@ -76,13 +76,14 @@ def svd_factors(state: torch.Tensor, rank: int, grad_eps: float, tol: float) -> 
     """Rank-`rank` orthogonal factors of `N = U_k V_k^T` for a batch of states `(b, d_r, r)`.
 
     Returns `(U_k, V_k)` of shapes `(b, d_r, k)` and `(b, r, k)`. Directions whose singular value is below
-    `tol * s_max` (or exactly zero) are zeroed: an empty or short context contributes no arbitrary directions.
+    `tol * s_max` (or exactly zero) are zeroed in both factors: an empty or short context contributes no
+    arbitrary directions.
     """
     u, s, vh = smooth_svd(state, grad_eps)
     u, s, v = u[..., :rank], s[..., :rank], vh[..., :rank, :].mT
     keep = (s > tol * s[..., :1]) & (s > 0)
     mask = keep.to(u.dtype).unsqueeze(-2)
-    return u * mask, v
+    return u * mask, v * mask
 
 
 def normalize_state(state: torch.Tensor, normalization: str, rank: int, grad_eps: float, tol: float):

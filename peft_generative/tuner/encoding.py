@@ -11,11 +11,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
+from huggingface_hub.utils import are_progress_bars_disabled
 from tqdm.auto import tqdm
 
+from ..utils.batching import pad_rows
+
+from .context import GeneratedContext
+
 if TYPE_CHECKING:  # pragma: no cover
+    from .generator import Generator
     from .layer import GenerativeLinear
-    from .model import GenerativeAdapterModel
 
 
 class StopEncoding(Exception):
@@ -50,18 +55,21 @@ class CaptureSink:
             raise StopEncoding
 
 
-def make_capture_hook(model: "GenerativeAdapterModel", layer_index: int):
-    router = model._router
+class CaptureHook:
+    """A forward pre-hook for decoder layer `layer_index` that hands its input to the calling thread's sink (a
+    class, not a closure, so a deep copy of the model gets a hook bound to the copy's router)."""
 
-    def hook(module, args, kwargs):
-        sink = router.sink()
+    def __init__(self, router, layer_index: int):
+        self.router = router
+        self.layer_index = layer_index
+
+    def __call__(self, module, args, kwargs):
+        sink = self.router.sink()
         if sink is None:
             return None
         hidden = args[0] if args else kwargs["hidden_states"]
-        sink.capture(layer_index, hidden)
+        sink.capture(self.layer_index, hidden)
         return None
-
-    return hook
 
 
 def split_chunks(ids: Sequence[int], window: int, prefix: Sequence[int]) -> list[list[int]]:
@@ -70,10 +78,9 @@ def split_chunks(ids: Sequence[int], window: int, prefix: Sequence[int]) -> list
 
 
 def encode_states(
-    model: "GenerativeAdapterModel",
+    generator: "Generator",
     rows: Sequence[Sequence[int]],
     states: dict[str, torch.Tensor],
-    adapter_name: str,
     *,
     chunk_prefix: Sequence[int] = (),
     encoding: Optional[str] = None,
@@ -86,39 +93,33 @@ def encode_states(
     `parallel`: every chunk by the base model. With `requires_grad`, gradients flow through the generator's
     projections and, in sequential mode, through the whole chunk recurrence.
     """
-    config = model.peft_config[adapter_name]
+    config = generator.config
     encoding = encoding or config.encoding
     window = config.window
     chunks = [split_chunks(ids, window, chunk_prefix) for ids in rows]
     steps = max((len(c) for c in chunks), default=0)
-    device = model._device()
-    layers = model._layers_by_index()
-    body = model._body()
-    model._carry_context_through_checkpointing()
+    device = generator.device
+    layers = generator.layers_by_index()
+    body = generator.body
+    router = generator.router
     started_with_state = any(bool(s.any()) for s in states.values())
     pad_id = 0
-    bar = tqdm(range(steps), desc="contextualize", unit="chunk", disable=not progress or steps < 2, leave=False)
+    bar = tqdm(range(steps), desc="contextualize", unit="chunk", leave=False,
+               disable=not progress or steps < 2 or are_progress_bars_disabled())
     for t in bar:
         active = [i for i, c in enumerate(chunks) if t < len(c)]
         pieces = [chunks[i][t] for i in active]
-        length = max(len(p) for p in pieces)
-        input_ids = torch.full((len(active), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(active), length), dtype=torch.long)
-        for r, piece in enumerate(pieces):
-            input_ids[r, : len(piece)] = torch.tensor(piece, dtype=torch.long)
-            mask[r, : len(piece)] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
+        padded = pad_rows(pieces, pad_id)
+        input_ids, mask = padded["input_ids"].to(device), padded["attention_mask"].to(device)
         index = torch.tensor(active, dtype=torch.long, device=device)
 
         adapter_context = None
         if encoding == "sequential" and (t > 0 or started_with_state):
-            from .context import GeneratedContext
-
             partial = {k: v.index_select(0, index) for k, v in states.items()}
-            adapter_context = GeneratedContext(model, adapter_name, partial, [1] * len(active))
-        sink = CaptureSink(layers, mask, adapter_name, requires_grad)
+            adapter_context = GeneratedContext(generator, partial, [1] * len(active))
+        sink = CaptureSink(layers, mask, generator.adapter_name, requires_grad)
         lm_grad = requires_grad and adapter_context is not None
-        with model._router.using(adapter_context), model._router.capturing(sink), torch.set_grad_enabled(lm_grad):
+        with router.using(adapter_context), router.capturing(sink), torch.set_grad_enabled(lm_grad):
             try:
                 body(input_ids=input_ids, attention_mask=mask, use_cache=False)
             except StopEncoding:

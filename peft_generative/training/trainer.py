@@ -1,0 +1,243 @@
+"""`GenerativeAdapterTrainer`: TRL's `SFTTrainer`, taught to train a generator.
+
+Every batch row carries a context; the trainer encodes the batch's contexts into per-row adapters (with
+gradients through the generator) and computes the LM loss on the targets with those adapters active. The frozen
+base model never receives gradients.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Optional
+
+import torch
+from trl import SFTTrainer
+
+from ..tuner import GeneratedContext, GenerativeAdapterConfig, GenerativeAdapterModel, tuner_of
+from .collation import (
+    COMPLETION,
+    INSTRUCTION,
+    RECONSTRUCTION,
+    GenerativeAdapterCollator,
+    dataset_kind,
+    pack_text,
+    split_mixed,
+    tokenize_instruction,
+)
+from .config import GenerativeAdapterTrainingConfig
+
+logger = logging.getLogger(__name__)
+
+
+class GenerativeAdapterTrainer(SFTTrainer):
+    """Trains the generator of a Generative Adapter model with TRL's SFT machinery.
+
+    Pass a base model (or its path) with `peft_config=GenerativeAdapterConfig(...)`, or an already wrapped
+    `PeftModel`. `train_dataset` is either plain `text` (self-supervised pretraining) or `context` plus
+    `messages` / `prompt`+`completion` (instruction tuning), or both kinds of row in one dataset (rows with an empty
+    `context` are text rows), e.g. instruction data that replays pretraining text.
+    """
+
+    def __init__(self, model, args: Optional[GenerativeAdapterTrainingConfig] = None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, peft_config: Optional[GenerativeAdapterConfig] = None,
+                 data_collator=None, **kwargs):
+        if args is None:
+            args = GenerativeAdapterTrainingConfig(output_dir="generative-adapter")
+        elif not isinstance(args, GenerativeAdapterTrainingConfig):
+            raise TypeError("`args` must be a GenerativeAdapterTrainingConfig (an SFTConfig with the objective's fields).")
+        if peft_config is not None and not isinstance(peft_config, GenerativeAdapterConfig):
+            raise TypeError("GenerativeAdapterTrainer trains a generator: pass a GenerativeAdapterConfig.")
+        if processing_class is None:
+            raise ValueError("Pass the base model's tokenizer as `processing_class`.")
+        if processing_class.pad_token is None:
+            processing_class.pad_token = processing_class.eos_token
+        if data_collator is None:
+            data_collator = GenerativeAdapterCollator(
+                pad_token_id=processing_class.pad_token_id,
+                num_segments=args.num_segments,
+                segment_length=args.segment_length,
+                reconstruction_length=args.reconstruction_length,
+                seed=args.seed,
+            )
+        self.packing_stats: dict = {}
+        # the objectives' own metrics, averaged into each log entry by `log` (TRL keeps its own apart)
+        self.objective_metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list),
+                                                                      "eval": defaultdict(list)}
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, peft_config=peft_config, data_collator=data_collator,
+                         **kwargs)
+        try:
+            tuner = self.tuner
+        except TypeError as exc:
+            raise TypeError("The model is not a Generative Adapter model: pass peft_config=GenerativeAdapterConfig().") \
+                from exc
+        if not isinstance(tuner, GenerativeAdapterModel):  # pragma: no cover - tuner_of only returns tuners
+            raise TypeError("The model is not a Generative Adapter model.")
+        tuner.set_tokenizer(processing_class)
+        self._freeze(args.frozen_generator_parts)
+
+    def _freeze(self, parts) -> None:
+        """Keep the named generator tensors fixed (before the optimizer is built, so it never holds them)."""
+        layers = self.tuner.generator.layers.values()
+        if "B" in parts and all(not p.any() for layer in layers for p in layer.generator_B.values()):
+            raise ValueError(
+                "`frozen_generator_parts` includes B, but B is all zeros (a fresh generator starts that way), so no "
+                "other part would get a gradient either. Start from a trained generator (`init_generator`) or "
+                "leave B trainable."
+            )
+        for layer in layers:
+            for part in parts:
+                for parameter in getattr(layer, f"generator_{part}").values():
+                    parameter.requires_grad_(False)
+
+    # ---- data ----------------------------------------------------------------------------------------------------
+    def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
+        columns = list(dataset.column_names)
+        if "block" in columns or ("context" in columns and "input_ids" in columns):
+            return dataset  # already prepared
+        kind = dataset_kind(columns, args.dataset_text_field)
+        if kind == "text":
+            return self._pack(dataset, processing_class, args, dataset_name)
+        if kind == "instruction":
+            return self._tokenize(dataset, processing_class, args, dataset_name)
+        instruction_rows, text_rows = split_mixed(dataset, args.dataset_text_field)
+        if not text_rows:
+            return self._tokenize(dataset, processing_class, args, dataset_name)
+        packed = self._pack(dataset.select(text_rows), processing_class, args, dataset_name)
+        if not instruction_rows:
+            return packed
+        tokenized = self._tokenize(dataset.select(instruction_rows), processing_class, args, dataset_name)
+        blocks, n = list(packed["block"]), len(tokenized)
+        self.packing_stats[dataset_name]["instruction_rows"] = n
+        from datasets import Dataset
+
+        return Dataset.from_dict({
+            "block": blocks + [[] for _ in range(n)],
+            "context": [""] * len(blocks) + list(tokenized["context"]),
+            "input_ids": [[] for _ in blocks] + list(tokenized["input_ids"]),
+            "labels": [[] for _ in blocks] + list(tokenized["labels"]),
+        })
+
+    def _pack(self, dataset, processing_class, args, dataset_name):
+        prepared, stats = pack_text(dataset, processing_class, args.num_segments * args.segment_length,
+                                    args.dataset_text_field)
+        self.packing_stats[dataset_name] = stats
+        logger.info("packed %s dataset: %s", dataset_name, stats)
+        return prepared
+
+    @staticmethod
+    def _tokenize(dataset, processing_class, args, dataset_name):
+        return dataset.map(
+            tokenize_instruction,
+            fn_kwargs={"tokenizer": processing_class, "max_length": args.max_length},
+            remove_columns=list(dataset.column_names),
+            desc=f"Tokenizing {dataset_name} dataset",
+        )
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["block", "context", "input_ids", "labels"]
+
+    # ---- loss ----------------------------------------------------------------------------------------------------
+    @property
+    def tuner(self) -> GenerativeAdapterModel:
+        """The generator's peft tuner (contextualize, use_context, the generator's layers)."""
+        return tuner_of(self.accelerator.unwrap_model(self.model))
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        """Adds the averages of the objectives' metrics since the last log (`loss_completion`, `loss_contrast`,
+        `contrast_gap`, ...; `eval_`-prefixed in evaluation) to the log entry."""
+        mode = "train" if self.model.training else "eval"
+        metrics = {key: sum(values) / len(values) for key, values in self.objective_metrics[mode].items() if values}
+        self.objective_metrics[mode].clear()
+        if mode == "eval":
+            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        logs.update(metrics)
+        super().log(logs, start_time)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        contexts = inputs.pop("context")
+        index = inputs.pop("context_index")
+        objective = inputs.pop("objective")
+        per_context = self.contextualize(contexts)
+        contrast = self.args.contrast_weight > 0 and bool((objective == INSTRUCTION).any())
+        with self.tuner.use_context(per_context.rows(index)):
+            if bool((objective == INSTRUCTION).all()) and not contrast:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, outputs, nll, count = self._objective_loss(model, inputs, objective)
+        if contrast:
+            loss = loss + self.args.contrast_weight * self._contrast_loss(model, inputs, objective, contexts, index,
+                                                                          per_context, nll, count)
+        return (loss, outputs) if return_outputs else loss
+
+    def contextualize(self, contexts: list) -> GeneratedContext:
+        """One adapter per context; text blocks arrive as token ids, instruction contexts as strings (which get the
+        tokenizer's chunk prefix, exactly as at inference), so a mixed batch is encoded in two groups."""
+        groups = [[i for i, c in enumerate(contexts) if not isinstance(c, str)],
+                  [i for i, c in enumerate(contexts) if isinstance(c, str)]]
+        parts = [
+            self.tuner.contextualize([contexts[i] for i in group], tokenizer=self.processing_class,
+                                        requires_grad=torch.is_grad_enabled(), activate=False, progress=False)
+            for group in groups if group
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        order = groups[0] + groups[1]
+        return GeneratedContext.stack(parts).rows([order.index(i) for i in range(len(contexts))])
+
+    def _objective_loss(self, model, inputs, objective):
+        """The loss of a batch by objective (completion and reconstruction of text rows, answers of instruction rows),
+        with each objective's loss logged on its own. Also returns each row's summed NLL and target count."""
+        mode = "train" if self.model.training else "eval"
+        outputs = model(**inputs, use_cache=False, fused_lm_head=True)
+        nll = -outputs.log_probs.sum(-1)
+        count = outputs.label_mask.sum(-1)
+        parts = {}
+        for name, kind in (("completion", COMPLETION), ("reconstruction", RECONSTRUCTION),
+                           ("instruction", INSTRUCTION)):
+            rows = (objective == kind).to(nll.device)
+            if rows.any():
+                parts[name] = (nll[rows].sum(), count[rows].sum().clamp(min=1))
+        loss = None
+        if "completion" in parts:
+            (c_sum, c_n), (r_sum, r_n) = parts["completion"], parts["reconstruction"]
+            weight = self.args.reconstruction_weight
+            loss = (c_sum + r_sum) / (c_n + r_n) if weight is None else \
+                (1 - weight) * c_sum / c_n + weight * r_sum / r_n
+        if "instruction" in parts:
+            i_sum, i_n = parts["instruction"]
+            answers = i_sum / i_n
+            loss = answers if loss is None else (1 - self.args.text_weight) * answers + self.args.text_weight * loss
+        for name, (total, n) in parts.items():
+            self.objective_metrics[mode][f"loss_{name}"].append((total / n).item())
+        return loss, outputs, nll, count
+
+    def _contrast_loss(self, model, inputs, objective, contexts, index, per_context, nll, count):
+        """`softplus(nll_own - nll_other)` averaged over the instruction rows that have a partner: the next
+        instruction row (cyclically) whose context differs. Zero (and logged as such) when no row has one."""
+        mode = "train" if self.model.training else "eval"
+        rows = [i for i in range(len(objective)) if int(objective[i]) == INSTRUCTION]
+        own, partner = [], []
+        for position, row in enumerate(rows):
+            for step in range(1, len(rows)):
+                other = rows[(position + step) % len(rows)]
+                if contexts[int(index[other])] != contexts[int(index[row])]:
+                    own.append(row)
+                    partner.append(int(index[other]))
+                    break
+        if not own:
+            self.objective_metrics[mode]["loss_contrast"].append(0.0)
+            return nll.sum() * 0.0
+        sub = {key: inputs[key][own] for key in ("input_ids", "attention_mask", "labels")}
+        # the unwrapped model: a DDP forward broadcasts buffers, and ranks whose batches differ in partners would run
+        # different numbers of forwards and hang; the gradients still reach the generator's DDP-reduced parameters
+        with self.tuner.use_context(per_context.rows(partner)):
+            outputs = self.accelerator.unwrap_model(model)(**sub, use_cache=False, fused_lm_head=True)
+        n = outputs.label_mask.sum(-1).clamp(min=1)
+        nll_other = -outputs.log_probs.sum(-1) / n
+        nll_own = nll[own] / count[own].clamp(min=1)
+        loss = torch.nn.functional.softplus(nll_own - nll_other).mean()
+        self.objective_metrics[mode]["loss_contrast"].append(loss.item())
+        self.objective_metrics[mode]["contrast_gap"].append((nll_other - nll_own).mean().item())
+        return loss
