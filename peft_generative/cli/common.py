@@ -133,6 +133,22 @@ def check_input_file(value: str, option: str) -> Path:
     return path
 
 
+def check_state_file(value: str, option: str = "--state") -> Path:
+    """A context state saved with `ctx.save_state` (e.g. a chat memory): a safetensors file with our metadata."""
+    path = check_input_file(value, option)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for a corrupt header
+        raise UsageError(f"{option} {value}: not a readable safetensors file (corrupt or truncated): {exc}") from None
+    if "peft_generative" not in metadata:
+        raise UsageError(f"{option} {value}: a safetensors file, but not a saved context state "
+                         "(save one with ctx.save_state(path), or use a chat memory).")
+    return path
+
+
 def check_input_dir(value: str, option: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_dir():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (add_model_args, check_input_file, check_model_args, check_output_dir, load_model,
-                     progress_enabled, read_text)
+from .common import (add_model_args, check_model_args, check_output_dir, check_state_file, load_model, progress_enabled,
+                     read_text)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def run(args) -> int:
     check_model_args(args)
     check_output_dir(args.out, "--out")
     if args.state:
-        check_input_file(args.state, "--state")
+        check_state_file(args.state, "--state")
         text = None
     else:
         text = read_text(args.context, "--context")
