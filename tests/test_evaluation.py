@@ -3,7 +3,6 @@
 A tiny random Llama with the real SmolLM2 tokenizer (vocab_size = len(tokenizer)) keeps this fast.
 """
 
-import argparse
 import json
 import math
 import re
@@ -18,7 +17,6 @@ from peft_generative.lm_costs import kv_cache_numel
 from peft_generative.evaluation import (
     EvalDataError,
     accuracy,
-    add_eval_parser,
     best_exact_match,
     best_f1,
     bucket_label,
@@ -27,7 +25,6 @@ from peft_generative.evaluation import (
     exact_match,
     normalize_answer,
     perplexity,
-    run_eval_from_args,
     token_f1,
 )
 from peft_generative.evaluation.conversation import load_conversations
@@ -415,24 +412,45 @@ def test_bad_files_of_other_tasks(tmp_path, model, tokenizer):
 
 # ---- command line -------------------------------------------------------------------------------------------------
 def test_cli_subcommand_end_to_end(tmp_path, tokenizer, capsys):
+    from peft_generative.cli import build_parser, main
+
     model_dir = tmp_path / "tiny"
     small_base(tokenizer, max_positions=1024).save_pretrained(model_dir)  # the default window is 1024
     tokenizer.save_pretrained(model_dir)
-    parser = argparse.ArgumentParser(prog="peft-generative")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "cli_out"
-    args = parser.parse_args(["eval", "--task", "knowledge", "--data", str(knowledge_file(tmp_path)), "--model",
-                              str(model_dir), "--limit", "2", "--group-sizes", "1,2", "--max-new-tokens", "3",
-                              "--max-questions", "1", "--out", str(out), "--no-progress"])
-    assert args.func is run_eval_from_args and args.group_sizes == [1, 2]
-    assert args.func(args) == 0
+    argv = ["eval", "--task", "knowledge", "--data", str(knowledge_file(tmp_path)), "--model", str(model_dir),
+            "--limit", "2", "--group-sizes", "1,2", "--max-new-tokens", "3", "--max-questions", "1", "--out", str(out),
+            "--no-progress"]
+    assert build_parser().parse_args(argv).group_sizes == [1, 2]
+    assert main(argv) == 0
     printed = capsys.readouterr()
     assert "| method | score | EM |" in printed.out and "untrained" in printed.err
     saved = json.loads((out / "results.json").read_text())
     assert saved["generator_trained"] is False and saved["settings"]["limit"] == 2
     assert all(s["answers"] == 4 for s in saved["methods"].values())  # 2 contexts per group size, 1 question each
     with pytest.raises(SystemExit):
-        parser.parse_args(["eval", "--task", "knowledge", "--data", "x", "--group-sizes", "0,a"])
+        build_parser().parse_args(["eval", "--task", "knowledge", "--data", "x", "--group-sizes", "0,a"])
+    # a missing or malformed data file is a usage error (2), found before any model is loaded
+    assert main(["eval", "--task", "knowledge", "--data", str(tmp_path / "missing.jsonl")]) == 2
+    (tmp_path / "bad.jsonl").write_text('{"no": "context"}\n')
+    assert main(["eval", "--task", "knowledge", "--data", str(tmp_path / "bad.jsonl"), "--model", "/nowhere"]) == 2
+    assert "--model /nowhere" in capsys.readouterr().err
+
+
+def test_cli_names_agree_with_the_library():
+    """The eval/bench choices are spelled out in the CLI (so that --help does not import torch): they must agree."""
+    from peft_generative import benchmark, evaluation
+    from peft_generative.cli import bench as bench_cli, common, evaluate as eval_cli
+
+    assert set(eval_cli.TASKS) == set(evaluation.TASKS)
+    assert tuple(eval_cli.ALL_METHODS) == tuple(evaluation.ALL_METHODS)
+    assert tuple(eval_cli.METHODS) == tuple(evaluation.METHODS)
+    assert tuple(eval_cli.DEFAULT_BUCKETS) == tuple(evaluation.DEFAULT_BUCKETS)
+    assert tuple(eval_cli.DEFAULT_GROUP_SIZES) == tuple(evaluation.DEFAULT_GROUP_SIZES)
+    assert tuple(bench_cli.FIGURES) == tuple(benchmark.FIGURES) and set(bench_cli.DTYPES) == set(benchmark.DTYPES)
+    from peft_generative.tuner.peft_type import PEFT_TYPE_NAME
+
+    assert common.GENERATOR_TYPE == PEFT_TYPE_NAME
 
 
 def test_knowledge_probes_scaled_adapters_and_contrastive_scoring(tmp_path, model, tokenizer, monkeypatch, capsys):

@@ -1,20 +1,17 @@
-"""`peft-generative bench`: speed and memory of Generative Adapter against prompting and plain LoRA, as ratios to
+"""`run_benchmarks`: speed and memory of Generative Adapter against prompting and plain LoRA, as ratios to
 references measured in the same run (medians after a warm-up). Runs on CPU or GPU; no timing is asserted anywhere,
-the numbers are reported."""
+the numbers are reported. The command line `peft-generative bench` is in `peft_generative.cli.bench`."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from . import figures as F
 from .tables import benchmark_markdown, summarize_figures
 from .timing import machine_info
@@ -48,7 +45,7 @@ def run_benchmarks(model: Optional[str] = None, generator: Optional[str] = None,
 
     steps = [(name, length) for name in figures for length in (context_lengths if name == "answer" else [None])]
     measured: dict = {}
-    for name, length in tqdm(steps, desc="benchmark", disable=not progress):
+    for name, length in progress_bar(steps, desc="benchmark", enabled=progress):
         if name == "contextualize":
             measured["contextualize"] = F.contextualize_vs_forward(setup)
         elif name == "answer":
@@ -72,30 +69,4 @@ def run_benchmarks(model: Optional[str] = None, generator: Optional[str] = None,
     return results
 
 
-def add_bench_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="speed and memory vs prompting and plain LoRA (prints a table, writes JSON)")
-    bench.add_argument("--model", default=None, help="base causal LM; default: the embedded SmolLM2-135M-Instruct")
-    bench.add_argument("--generator", default=None, help="generator directory or Hub id; default: the shipped one")
-    bench.add_argument("--lengths", type=int, nargs="+", default=[512, 2048, 8192],
-                       help="context lengths for the answering figure (default 512 2048 8192)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed runs per measurement, after a warm-up")
-    bench.add_argument("--new-tokens", type=int, default=32, help="tokens generated per answer (default 32)")
-    bench.add_argument("--batch", type=int, default=8, help="contexts in the batched figure (default 8)")
-    bench.add_argument("--figures", nargs="+", choices=FIGURES, default=list(FIGURES), help="which figures to run")
-    bench.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    bench.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    bench.add_argument("--out", default="bench-results", help="directory for bench.json and bench.md")
-    bench.set_defaults(func=cmd_bench)
-
-
-def cmd_bench(args) -> int:
-    command = "peft-generative " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    results = run_benchmarks(args.model, args.generator, context_lengths=args.lengths, repeats=args.repeats,
-                             new_tokens=args.new_tokens, batch=args.batch, device=args.device, dtype=args.dtype,
-                             figures=args.figures, out=args.out, command=command)
-    print(benchmark_markdown(results))
-    print(f"wrote {Path(args.out) / 'bench.json'} and {Path(args.out) / 'bench.md'}")
-    return 0
-
-
-__all__ = ["FIGURES", "run_benchmarks", "add_bench_parser"]
+__all__ = ["DTYPES", "FIGURES", "run_benchmarks"]

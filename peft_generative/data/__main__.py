@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m peft_generative.data",
         description="Download (once, into the data cache) and build the Generative Adapter datasets as JSON Lines: "
         "pretraining text, passage QA (knowledge), MetaICL-like demonstrations, multi-session conversations.",
-        epilog=f"Raw downloads are cached in ${DATA_ENV} (default ~/.cache/peft_generative/data)/raw. Sources: "
+        epilog=f"Raw downloads are cached in ${DATA_ENV}/raw (default: data/raw in $PEFT_GENERATIVE_HOME, "
+        "$XDG_CACHE_HOME/peft_generative or ~/.cache/peft_generative). Sources: "
         + ", ".join(f"{s.spec} ({s.kind})" for s in SOURCES.values())
         + ". Debian packages need apt-get (run `apt-get update` first on a fresh machine).",
     )
@@ -26,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", action="store_true", help=f"build the {name} dataset")
     p.add_argument("--seed", type=int, default=0, help="split / sampling seed (default 0)")
     p.add_argument("--data-dir", type=Path, default=None,
-                   help=f"data cache directory (default: ${DATA_ENV} or ~/.cache/peft_generative/data)")
+                   help=f"data cache directory (default: ${DATA_ENV}, else data in the package's cache directory)")
     p.add_argument("--fetch-only", action="store_true", help="only download the raw data into the cache")
     p.add_argument("--no-exclude", action="store_true",
                    help="do not drop pretraining documents that overlap knowledge passages")
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("nothing to do: give --all or one of " + ", ".join(f"--{d}" for d in DATASETS))
     if args.out is None:
         parser.error("--out is required")
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     print(f"[peft_generative.data] data cache: {Path(root).expanduser() if root else data_dir()}", file=sys.stderr)
     results = build_all(args.out, wanted, seed=args.seed, data_root=root, exclude_eval_passages=not args.no_exclude,
                         progress_bar=not args.no_progress)

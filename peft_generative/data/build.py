@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Iterable
@@ -13,6 +13,8 @@ from .demonstrations import build_demonstrations_dataset
 from .knowledge import build_knowledge_dataset, knowledge_passages
 from .pretraining import build_pretraining_corpus
 from .progress import progress
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "build_all"]
 
@@ -53,6 +55,5 @@ def build_all(
             results[name] = build_pretraining_corpus(target, seed=seed, data_root=data_root, exclude_texts=exclude,
                                                      progress_bar=progress_bar, quiet=quiet)
         if not quiet:
-            print(f"[peft_generative.data] built {name} in {time.perf_counter() - t0:.1f}s -> {target}",
-                  file=sys.stderr, flush=True)
+            logger.info("built %s in %.1fs -> %s", name, time.perf_counter() - t0, target)
     return results

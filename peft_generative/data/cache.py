@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -27,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..utils.atomic import atomic_file
+from ..paths import cache_root
 from .archive import iter_members
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DATA_ENV",
@@ -82,9 +86,9 @@ SOURCES: dict[str, Source] = {
 
 
 def data_dir() -> Path:
-    """The data directory: ``$PEFT_GENERATIVE_DATA`` or ``~/.cache/peft_generative/data``."""
+    """The data directory: ``$PEFT_GENERATIVE_DATA``, else ``data`` in ``peft_generative.paths.cache_root()``."""
     env = os.environ.get(DATA_ENV)
-    return Path(env).expanduser() if env else Path("~/.cache/peft_generative/data").expanduser()
+    return Path(env).expanduser() if env else cache_root() / "data"
 
 
 def raw_dir(root: str | os.PathLike | None = None) -> Path:
@@ -93,7 +97,7 @@ def raw_dir(root: str | os.PathLike | None = None) -> Path:
 
 def _log(msg: str, quiet: bool) -> None:
     if not quiet:
-        print(f"[peft_generative.data] {msg}", file=sys.stderr, flush=True)
+        logger.info(msg)
 
 
 def _find(raw: Path, pattern: str) -> Path | None:
@@ -133,12 +137,12 @@ def _download_url(src: Source, dest_dir: Path, quiet: bool) -> Path:
 
 
 def _bar(total, desc, quiet):
-    if quiet:
+    from ..progress import progress_bars_enabled
+
+    if quiet or not progress_bars_enabled():
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return None
+    from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=f"download {desc}", unit="B", unit_scale=True, leave=False)
 
 

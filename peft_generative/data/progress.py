@@ -1,4 +1,5 @@
-"""tqdm progress bars that can be switched off (tests, library use) and degrade to a no-op without tqdm."""
+"""tqdm progress bars that can be switched off (tests, library use, Hugging Face's `HF_HUB_DISABLE_PROGRESS_BARS`)
+and degrade to a no-op without tqdm."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ __all__ = ["progress"]
 
 
 def progress(iterable: Iterable[T], desc: str, enabled: bool = True, total: int | None = None, unit: str = "it") -> Iterator[T]:
-    if not enabled:
+    from ..progress import progress_bars_enabled
+
+    if not enabled or not progress_bars_enabled():
         yield from iterable
         return
     try:

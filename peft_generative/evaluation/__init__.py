@@ -11,17 +11,19 @@ reported separately) and bytes of per-context state (KV cache vs adapter). Forma
 
     from peft_generative.evaluation import evaluate
     result = evaluate("knowledge", "test.eval.jsonl", limit=5, out_dir="eval_results/knowledge")
+
+The command line `peft-generative eval` is in `peft_generative.cli.evaluate`.
 """
 
 from .engine import ALL_METHODS, METHOD_LABELS, METHODS, Engine, Unit
 from .records import EvalDataError
 from .metrics import accuracy, best_exact_match, best_f1, exact_match, normalize_answer, perplexity, token_f1
 from .report import bucket_label, bucket_labels, summarize, to_markdown, write_report
-from .runner import DEFAULT_BUCKETS, TASKS, add_eval_parser, evaluate, run_eval_from_args
+from .runner import DEFAULT_BUCKETS, DEFAULT_GROUP_SIZES, TASKS, evaluate
 
 __all__ = [
-    "ALL_METHODS", "DEFAULT_BUCKETS", "METHODS", "METHOD_LABELS", "TASKS", "Engine", "EvalDataError", "Unit", "accuracy",
-    "add_eval_parser", "best_exact_match", "best_f1", "bucket_label", "bucket_labels", "evaluate",
-    "exact_match", "normalize_answer", "perplexity", "run_eval_from_args", "summarize", "to_markdown",
+    "ALL_METHODS", "DEFAULT_BUCKETS", "DEFAULT_GROUP_SIZES", "METHODS", "METHOD_LABELS", "TASKS", "Engine", "EvalDataError", "Unit", "accuracy",
+    "best_exact_match", "best_f1", "bucket_label", "bucket_labels", "evaluate",
+    "exact_match", "normalize_answer", "perplexity", "summarize", "to_markdown",
     "token_f1", "write_report",
 ]

@@ -1,7 +1,7 @@
 """Estimated compute (FLOPs) and per-context state (bytes) of the three ways to answer.
 
 Conventions (all estimates, from the model's shapes; padding in batches is not counted):
-- a forward pass costs `peft_generative.costs.forward_flops` without the LM head, plus `2 * d * vocab` for every
+- a forward pass costs `peft_generative.lm_costs.forward_flops` without the LM head, plus `2 * d * vocab` for every
   position whose logits are needed (generation needs only the last prompt position, then one per new token);
 - answering = prefill of the prompt + one decoding step per generated token after the first (KV cache);
 - a generated adapter adds `2 * adapter_numel` FLOPs per processed token (x @ A, then @ B, in every adapted

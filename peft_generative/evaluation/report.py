@@ -304,7 +304,7 @@ def write_report(result: dict, records: Sequence[dict], out_dir: str | os.PathLi
     try:
         files.update(_plots(result, out))
     except ImportError:
-        result["plots_skipped"] = "matplotlib is not installed (pip install 'peft-generative[plots]')"
+        result["plots_skipped"] = "matplotlib is not installed (pip install 'peft-generative[eval]')"
     result["files"] = files
     with open(files["predictions"], "w", encoding="utf-8") as f:
         for r in records:

@@ -1,27 +1,25 @@
-"""`evaluate(...)`: the three methods on the same examples of one task, with accuracy and cost; and the CLI
-subcommand `peft-generative eval` (`add_eval_parser` / `run_eval_from_args`)."""
+"""`evaluate(...)`: the three methods on the same examples of one task, with accuracy and cost (the command line
+`peft-generative eval` is in `peft_generative.cli.evaluate`)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..data.jsonl import read_jsonl
+from ..progress import progress_bar
 from . import conversation, demonstrations, knowledge
 from ..tuner import tuner_of
 from .method_costs import adapter_bytes, base_config, kv_cache_bytes
 from .engine import ADAPTER_METHODS, ALL_METHODS, CONTROL, METHODS, Engine, Unit
 from .report import bucket_label, summarize, to_markdown, write_report
 
-__all__ = ["TASKS", "DEFAULT_BUCKETS", "evaluate", "add_eval_parser", "run_eval_from_args"]
+__all__ = ["TASKS", "DEFAULT_BUCKETS", "DEFAULT_GROUP_SIZES", "evaluate"]
 
 TASKS = {
     knowledge.TASK: knowledge.prepare,
@@ -39,8 +37,6 @@ DEFAULT_GROUP_SIZES = (1, 4, 16)
 SHIPPED_LABEL = "shipped: peft_generative/assets/generator"
 # Methods whose answers do not depend on the generator: an earlier run's records can be reused.
 BASELINES = ("closed_book", "prompting")
-UNTRAINED = ("NOTE: no trained generator is available, so a fresh (untrained) generator is used: its adapters are "
-             "exactly zero and the generative-adapter scores equal the closed-book ones.")
 
 
 def _load(model, generator, tokenizer):
@@ -117,8 +113,8 @@ def _reused_baselines(directory, task: str, described: dict, settings: dict, uni
 def _run_method(engine: Engine, task: str, method: str, units: Sequence[Unit], score, progress: bool) -> list[dict]:
     records: list[dict] = []
     costs: dict[str, tuple[float, float, int]] = {}
-    bar = tqdm(total=sum(len(u.queries) for u in units), desc=f"{task}/{method}", unit="answer",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=sum(len(u.queries) for u in units), desc=f"{task}/{method}", unit="answer",
+                       enabled=progress, leave=False)
 
     def flush(items):
         start = time.perf_counter()
@@ -268,85 +264,3 @@ def evaluate(
         write_report(result, records, out_dir)
     result["records"] = records
     return result
-
-
-# ---- command line -------------------------------------------------------------------------------------------------
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _methods(text: str) -> list[str]:
-    values = [x.strip().replace("-", "_") for x in text.split(",") if x.strip()]
-    bad = [v for v in values if v not in ALL_METHODS]
-    if bad or not values:
-        raise argparse.ArgumentTypeError(f"methods must be among {','.join(ALL_METHODS)}, got {text!r}")
-    return values
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def add_eval_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the `eval` subcommand to an argparse subparsers object; it dispatches to `run_eval_from_args`."""
-    parser = subparsers.add_parser(
-        "eval", help="compare closed-book, prompting and generative adapter on a task file (accuracy and cost)",
-        description="Evaluate closed-book, context-in-prompt and generative-adapter answering on the same examples. "
-                    "File formats: docs/evaluation.md.",
-    )
-    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="which scenario the file holds")
-    parser.add_argument("--data", required=True, help="JSON Lines file in the task's format")
-    parser.add_argument("--model", default=None,
-                        help="base causal LM (path or Hub id); default: the embedded SmolLM2-135M-Instruct")
-    parser.add_argument("--generator", default=None,
-                        help="generator directory or Hub id; default: the one shipped for the default model")
-    parser.add_argument("--limit", type=_positive, default=None,
-                        help="at most N contexts (knowledge: per group size; others: first N records)")
-    parser.add_argument("--out", default=None, help="output directory (default: eval_results/<task>)")
-    parser.add_argument("--buckets", type=_int_list, default=list(DEFAULT_BUCKETS),
-                        help="context-length bucket edges in tokens (default 512,1024,2048,4096,8192)")
-    parser.add_argument("--group-sizes", type=_int_list, default=list(DEFAULT_GROUP_SIZES),
-                        help="knowledge: documents per context, evaluated separately (default 1,4,16)")
-    parser.add_argument("--max-questions", type=_positive, default=None,
-                        help="at most N questions / queries / probes per context")
-    parser.add_argument("--methods", type=_methods, default=list(METHODS),
-                        help="comma-separated subset of closed_book,prompting,adapter (default: all three), or "
-                             "adapter_other_context: the control, every question answered with the adapter of the "
-                             "next context in the file")
-    parser.add_argument("--batch-size", type=_positive, default=8, help="answers per batch (default 8)")
-    parser.add_argument("--max-new-tokens", type=_positive, default=32, help="answer length limit (default 32)")
-    parser.add_argument("--reuse-baselines", default=None, metavar="DIR",
-                        help="reuse the closed-book and prompting answers of an earlier run in DIR (same data, "
-                             "model and settings; checked): only the generator's methods are run again")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.set_defaults(func=run_eval_from_args)
-    return parser
-
-
-def run_eval_from_args(args: argparse.Namespace) -> int:
-    """Run `evaluate` from parsed `eval` arguments; prints the Markdown tables and the files written."""
-    out = args.out or str(Path("eval_results") / args.task)
-    result = evaluate(
-        args.task, args.data, model=args.model, generator=args.generator, limit=args.limit, out_dir=out,
-        buckets=args.buckets, methods=args.methods, group_sizes=args.group_sizes, max_questions=args.max_questions,
-        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
-        reuse_baselines=args.reuse_baselines,
-    )
-    print(to_markdown(result))
-    for kind, path in result.get("files", {}).items():
-        print(f"[{kind}] {path}")
-    if not result.get("generator_trained", True):
-        print(UNTRAINED, file=sys.stderr)
-    return 0

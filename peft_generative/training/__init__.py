@@ -6,8 +6,12 @@ preparation, batches, the `Objective` of each row), `script` (the `peft-generati
 `interpolation` (WiSE-FT weight averaging of two generators).
 """
 
-from .collation import GenerativeAdapterCollator, Objective
-from .config import GenerativeAdapterTrainingConfig
-from .trainer import GenerativeAdapterTrainer
+from ..extras import require_extra
+
+require_extra("train", "Training a generator (peft_generative.training)")
+
+from .collation import GenerativeAdapterCollator, Objective  # noqa: E402  (after the check naming the extra)
+from .config import GenerativeAdapterTrainingConfig  # noqa: E402
+from .trainer import GenerativeAdapterTrainer  # noqa: E402
 
 __all__ = ["GenerativeAdapterCollator", "GenerativeAdapterTrainer", "GenerativeAdapterTrainingConfig", "Objective"]

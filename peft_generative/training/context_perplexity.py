@@ -12,16 +12,19 @@ segment; reconstruction = a window of the context. Each target is scored the sam
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from ..progress import progress_bar
 from ..tuner import tuner_of
 from ..utils.batching import pad_rows
 from .collation import COMPLETION, RECONSTRUCTION, GenerativeAdapterCollator, pack_text
+
+logger = logging.getLogger(__name__)
 
 
 def _nll(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +57,7 @@ def context_perplexity(model, tokenizer, texts: Sequence[str], *, num_segments: 
         + (("adapter_other_context",) if control and len(blocks) > 1 else ())
     totals = {obj: {m: [0.0, 0] for m in methods} for obj in (COMPLETION, RECONSTRUCTION)}
     starts = range(0, len(blocks), batch_size)
-    for start in tqdm(starts, desc="perplexity", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc="perplexity", enabled=progress, leave=False):
         indices = range(start, min(start + batch_size, len(blocks)))
         batch = collate([blocks[i] for i in indices])
         ids, mask, labels = (batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
@@ -111,7 +114,7 @@ class PerplexityCallback(TrainerCallback):
         logs = {f"ppl_{obj}_{method}": value for obj in ("completion", "reconstruction")
                 for method, value in result[obj].items()}
         state.log_history.append({**logs, "step": state.global_step})
-        print({k: round(v, 2) for k, v in logs.items()})
+        logger.info("held-out perplexity at step %d: %s", state.global_step, {k: round(v, 2) for k, v in logs.items()})
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every_steps and state.global_step % self.every_steps == 0:

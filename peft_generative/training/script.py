@@ -11,6 +11,7 @@ Runs are resumable: started again with the same output_dir, training continues f
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Optional
@@ -23,6 +24,8 @@ from ..tuner import GenerativeAdapterConfig
 from .checkpoints import last_complete_checkpoint
 from .config import GenerativeAdapterTrainingConfig
 from .trainer import GenerativeAdapterTrainer
+
+logger = logging.getLogger(__name__)
 
 
 GENERATOR_FIELDS = ("key_dim", "value_dim", "rank", "alpha", "window", "encoding", "normalization",
@@ -87,14 +90,14 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
     trainer = GenerativeAdapterTrainer(model, args=training_args, train_dataset=train, eval_dataset=evaluation,
                                        processing_class=tokenizer, peft_config=peft_config)
     if trainer.is_world_process_zero():
-        print(f"processes: world_size={training_args.world_size}, device={training_args.device}")
+        logger.info("processes: world_size=%s, device=%s", training_args.world_size, training_args.device)
         if trainer.packing_stats:
-            print(f"packing: {trainer.packing_stats}")
+            logger.info("packing: %s", trainer.packing_stats)
     resume = training_args.resume_from_checkpoint
     if resume is None:
         resume = last_complete_checkpoint(training_args.output_dir)
     if resume:
-        print(f"resuming from {resume}")
+        logger.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(os.path.join(training_args.output_dir, "final"))
 
