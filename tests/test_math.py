@@ -159,3 +159,37 @@ def test_init_from_attention_starts_keys_and_values_as_the_layers_own(tiny_kind)
     again = make(tiny_kind, key_dim=20, value_dim=12, init_from_attention=True)
     first = {k: v for k, v in model.state_dict().items() if "generator_A2" in k}
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in first.items())
+
+
+def test_token_gate_starts_as_no_gate_keeps_states_additive_and_trains(tmp_path):
+    from peft import PeftModel
+
+    plain = randomize_generator(make(key_dim=16, value_dim=16, rank=8, encoding="parallel"))
+    gated = randomize_generator(make(key_dim=16, value_dim=16, rank=8, encoding="parallel", token_gate=True))
+    ids = [list(range(5, 40))]
+    # w = 0, b = 0: every token weighs 1/2, which the svd normalisation cannot tell from no gate
+    for (a, b), (ga, gb) in zip(plain.contextualize(ids).factors.values(), gated.contextualize(ids).factors.values()):
+        torch.testing.assert_close(a, ga)
+        torch.testing.assert_close(b, gb)
+    with torch.no_grad():
+        for name, param in gated.named_parameters():
+            if "generator_gate" in name:
+                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(3)))
+    first = gated.contextualize([list(range(5, 30))], activate=False)
+    second = gated.contextualize([list(range(30, 60))], activate=False)
+    streamed = first.extend([list(range(30, 60))])
+    for key in streamed.states:  # gated states are still sums over texts
+        torch.testing.assert_close(streamed.states[key], first.states[key] + second.states[key])
+    gated_factors = gated.contextualize(ids, activate=False).factors
+    assert any(not torch.allclose(a, ga, atol=1e-5) for (a, _), (ga, _) in
+               zip(plain.contextualize(ids).factors.values(), gated_factors.values()))
+    # the gate gets gradients and round-trips through save / load
+    ctx = gated.contextualize(ids, requires_grad=True, activate=False)
+    with gated.use_context(ctx):
+        gated(torch.tensor([[5, 6, 7]]), labels=torch.tensor([[5, 6, 7]])).loss.backward()
+    grads = [p.grad for n, p in gated.named_parameters() if "generator_gate" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    gated.save_pretrained(tmp_path / "gen")
+    loaded = PeftModel.from_pretrained(tiny_model(), tmp_path / "gen")
+    for (a, _), (la, _) in zip(gated_factors.values(), loaded.contextualize(ids).factors.values()):
+        torch.testing.assert_close(a, la)

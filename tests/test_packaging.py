@@ -38,6 +38,7 @@ def test_progress_bars_follow_the_hugging_face_switch():
     from peft_generative.data.progress import progress
     from peft_generative.progress import progress_bar, progress_bars_enabled
 
+    enable_progress_bars()  # an in-process CLI test before may have switched them off (the CLI is quiet)
     assert progress_bars_enabled() and not progress_bar(range(2)).disable
     disable_progress_bars()
     try:

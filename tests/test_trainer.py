@@ -216,10 +216,14 @@ def test_frozen_generator_parts_stay_fixed_and_the_rest_trains(tmp_path, tokeniz
     with pytest.raises(ValueError, match="unknown part"):
         train_args(tmp_path, frozen_generator_parts=["A4"])
     with pytest.raises(ValueError, match="nothing would be trained"):
-        train_args(tmp_path, frozen_generator_parts=["norm", "A1", "A2", "A3", "B"])
+        train_args(tmp_path, frozen_generator_parts=["norm", "A1", "A2", "A3", "B", "gate"])
     with pytest.raises(ValueError, match="B is all zeros"):  # a fresh generator: no part would get a gradient
         GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, frozen_generator_parts=["B"]),
                                  train_dataset=text, processing_class=tokenizer, peft_config=gen_config())
+    with pytest.raises(ValueError, match="no token gate"):  # every part this generator has
+        every_part = ["norm", "A1", "A2", "A3", "B"]
+        GenerativeAdapterTrainer(model, args=train_args(tmp_path, frozen_generator_parts=every_part),
+                                 train_dataset=text, processing_class=tokenizer)
 
 
 def test_mixed_dataset_errors(tmp_path, tokenizer):
@@ -381,3 +385,42 @@ def test_context_specificity_script_measures_the_own_vs_other_gap(tokenizer):
     randomize_generator(model)
     trained = script.specificity(model, tokenizer, rows, batch_size=4)
     assert trained["gap"] != 0.0 and trained["nll_own"] != fresh["nll_own"]
+
+
+def test_distillation_from_the_in_context_teacher(tmp_path, tokenizer):
+    from peft import get_peft_model
+
+    data = Dataset.from_dict({
+        "context": ["The lantern of Velmora is green.", "The ferry leaves at noon."] * 2,
+        "prompt": ["What colour is the lantern?", "When does the ferry leave?"] * 2,
+        "completion": ["Green.", "At noon."] * 2,
+    })
+    model = randomize_generator(get_peft_model(small_base(tokenizer), gen_config()))
+    trainer = GenerativeAdapterTrainer(model, args=train_args(tmp_path, max_steps=1, distill_weight=1.0,
+                                                              distill_top_k=8, per_device_train_batch_size=4),
+                                       train_dataset=data, processing_class=tokenizer)
+    row = trainer.train_dataset[0]
+    teacher_text = tokenizer.decode(row["teacher_input_ids"])
+    assert "Velmora" in teacher_text and "Velmora" not in tokenizer.decode(row["input_ids"])
+    answer = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
+    assert [t for t in row["teacher_labels"] if t != -100] == answer  # the same answer tokens for both
+
+    # the logged loss is the KL from the teacher's renormalised top-k to the student, checked against full forward
+    # passes on the same (whole-dataset) batch before the first update
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(data))])
+    generated = trainer.contextualize(batch["context"]).rows(batch["context_index"])
+    with torch.no_grad(), trainer.tuner.use_context(generated):
+        student = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    with torch.no_grad(), trainer.tuner.use_context(None):
+        teacher = trainer.model(input_ids=batch["teacher_input_ids"],
+                                attention_mask=batch["teacher_attention_mask"]).logits
+    s_logp = torch.log_softmax(student[:, :-1][batch["labels"][:, 1:] != -100].float(), -1)
+    t_logp = torch.log_softmax(teacher[:, :-1][batch["teacher_labels"][:, 1:] != -100].float(), -1)
+    top, tokens = t_logp.topk(8, dim=-1)
+    p = torch.softmax(top, -1)
+    expected = (p * (p.log() - s_logp.gather(-1, tokens))).sum(-1).mean().item()
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert expected > 0 and logs[0]["loss_distill"] == pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ValueError, match="distill_weight"):
+        train_args(tmp_path, distill_weight=-1.0)

@@ -22,7 +22,7 @@ from ..answering import chat_inputs
 from ..tuner import GeneratedContext, tuner_of
 from ..tuner.inputs import chunk_prefix
 from ..utils.batching import pad_rows
-from ..utils.chat import assistant_turn_labels
+from ..utils.chat import assistant_turn_labels, with_context_in_prompt
 from .method_costs import base_config, contextualize_flops
 
 __all__ = ["METHODS", "ALL_METHODS", "ADAPTER_METHODS", "METHOD_LABELS", "Unit", "Engine"]
@@ -223,13 +223,7 @@ class Engine:
     @staticmethod
     def with_context(messages: list[dict], context: Optional[str]) -> list[dict]:
         """Put `context` in front of the first user message (or as a first user message before an assistant)."""
-        messages = [dict(m) for m in messages]
-        if context is None:
-            return messages
-        if messages and messages[0]["role"] == "user":
-            messages[0]["content"] = f"{context}\n\n{messages[0]['content']}"
-            return messages
-        return [{"role": "user", "content": context, "scored": False}] + messages
+        return with_context_in_prompt(messages, context)
 
     def conversation_tokens(self, messages: list[dict]) -> tuple[list[int], list[int]]:
         """Token ids of a chat and labels on the scored assistant turns (`"scored": True`), -100 elsewhere."""

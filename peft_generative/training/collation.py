@@ -22,7 +22,11 @@ from typing import Any, Optional
 import torch
 
 from ..utils.batching import pad_rows
-from ..utils.chat import assistant_turn_labels
+from ..utils.chat import assistant_turn_labels, with_context_in_prompt
+
+# the in-context teacher's view of instruction rows, when distilling (see `tokenize_instruction`)
+TEACHER_COLUMNS = ("teacher_input_ids", "teacher_labels")
+
 
 class Objective(IntEnum):
     """What a batch row is trained on (the collator's `objective` column)."""
@@ -98,7 +102,10 @@ def tokenize_conversation(tokenizer, messages: list[dict]) -> tuple[list[int], l
     return assistant_turn_labels(tokenizer, messages, scored)
 
 
-def tokenize_instruction(example: dict, tokenizer, max_length: Optional[int]) -> dict:
+def tokenize_instruction(example: dict, tokenizer, max_length: Optional[int], with_teacher: bool = False) -> dict:
+    """Token ids and answer-only labels of an instruction example; with `with_teacher`, also the in-context teacher's
+    view (`teacher_input_ids`, `teacher_labels`: the same chat with the context in the prompt, labelling the same
+    answer tokens) for distillation."""
     context = example["context"]
     if not isinstance(context, str) or not context.strip():
         raise ValueError("An instruction example has an empty `context`; every example needs one.")
@@ -109,7 +116,21 @@ def tokenize_instruction(example: dict, tokenizer, max_length: Optional[int]) ->
     ids, labels = tokenize_conversation(tokenizer, messages)
     if max_length is not None:
         ids, labels = ids[:max_length], labels[:max_length]
-    return {"context": context, "input_ids": ids, "labels": labels}
+    out = {"context": context, "input_ids": ids, "labels": labels}
+    if with_teacher:
+        prompted = with_context_in_prompt(messages, context)
+        scored = [m["role"] == "assistant" and i > 0 for i, m in enumerate(messages)]  # as the student's labels
+        scored = [False] * (len(prompted) - len(messages)) + scored  # the context may open the chat as a user turn
+        teacher_ids, teacher_labels = assistant_turn_labels(tokenizer, prompted, scored)
+        answer = [t for t in labels if t != -100]
+        positions = [i for i, t in enumerate(teacher_labels) if t != -100][: len(answer)]
+        if [teacher_labels[i] for i in positions] != answer:
+            raise ValueError("The chat template tokenises the answer differently with the context in the prompt; "
+                             "distillation needs the same answer tokens for teacher and student.")
+        keep = set(positions)
+        out["teacher_input_ids"] = teacher_ids
+        out["teacher_labels"] = [t if i in keep else -100 for i, t in enumerate(teacher_labels)]
+    return out
 
 
 @dataclass
@@ -134,6 +155,15 @@ class GenerativeAdapterCollator:
         batch["context"] = contexts
         batch["context_index"] = torch.tensor(index)
         batch["objective"] = torch.tensor(kinds)
+        teacher = [ex for ex in instruction if ex.get("teacher_input_ids")]
+        if teacher and len(teacher) == len(instruction):
+            padded = pad_rows([ex["teacher_input_ids"] for ex in teacher], self.pad_token_id,
+                              labels=[ex["teacher_labels"] for ex in teacher])
+            batch["teacher_input_ids"] = padded["input_ids"]
+            batch["teacher_attention_mask"] = padded["attention_mask"]
+            batch["teacher_labels"] = padded["labels"]
+            # instruction rows come after the text rows' targets, in order
+            batch["teacher_rows"] = torch.arange(len(targets) - len(teacher), len(targets))
         return batch
 
     def _window_start(self, block: list[int], context_len: int, length: int) -> int:

@@ -34,6 +34,12 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             does not ask for (an adapter can lower it by encoding only the answer format). Costs one more forward
             and backward over the instruction rows. Logged: `loss_contrast` and `contrast_gap` (`nll_other -
             nll_own`, positive when the adapters are specific to their context).
+        distill_weight: weight of a dense distillation loss on instruction rows (0 = off; added to the loss): the
+            teacher is the same frozen base model with the context in the prompt (as in the prompting baseline), the
+            student the model with the generated adapter and no context; the loss is the KL from the teacher's
+            top-`distill_top_k` distribution (renormalised) to the student's, averaged over answer tokens. Every answer
+            token gives a whole distribution instead of one label (Doc-to-LoRA, Cartridges). Logged: `loss_distill`.
+        distill_top_k: how many of the teacher's most likely tokens are kept per answer token.
         frozen_generator_parts: generator tensors kept fixed, by name: `norm`, `A1`, `A2`, `A3`, `B`. The encoder,
             which writes the state from the context, is `norm`, `A2` and `A3`; the read-out, which turns a state
             into the LoRA, is `A1` and `B`. Freezing the read-out (`A1 B`) trains only what is written into the
@@ -46,6 +52,10 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
     reconstruction_weight: Optional[float] = field(default=None, metadata={"help": "Mixing weight, None = token avg."})
     text_weight: float = field(default=0.5, metadata={"help": "Mixed datasets: weight of the text loss."})
     contrast_weight: float = field(default=0.0, metadata={"help": "Weight of the own-vs-other-context loss."})
+    distill_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the KL to the in-context teacher on answer tokens (0 = off)."}
+    )
+    distill_top_k: int = field(default=16, metadata={"help": "Teacher log-probabilities kept per answer token."})
     frozen_generator_parts: list[str] = field(
         default_factory=list,
         metadata={"help": f"Generator tensors kept fixed: any of {list(GENERATOR_PARTS)} (e.g. A1 B: the read-out)."},
@@ -65,6 +75,10 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             raise ValueError("`reconstruction_weight` must be None or in [0, 1].")
         if not 0 <= self.text_weight <= 1:
             raise ValueError("`text_weight` must be in [0, 1].")
+        if not self.distill_weight >= 0:
+            raise ValueError("`distill_weight` must be >= 0 (0 turns distillation off).")
+        if self.distill_top_k < 1:
+            raise ValueError("`distill_top_k` must be a positive number of tokens.")
         if not self.contrast_weight >= 0:
             raise ValueError("`contrast_weight` must be >= 0 (0 turns the context-specificity loss off).")
         unknown = sorted(set(self.frozen_generator_parts) - set(GENERATOR_PARTS))

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 GENERATOR_FIELDS = ("key_dim", "value_dim", "rank", "alpha", "window", "encoding", "normalization",
-                    "init_from_attention", "center_keys")
+                    "init_from_attention", "center_keys", "token_gate")
 
 
 def _generator_field(name: str):
@@ -57,6 +57,7 @@ class ScriptArguments:
     normalization: str = _generator_field("normalization")
     init_from_attention: bool = _generator_field("init_from_attention")
     center_keys: bool = _generator_field("center_keys")
+    token_gate: bool = _generator_field("token_gate")
 
     def generator_config(self) -> GenerativeAdapterConfig:
         """The `GenerativeAdapterConfig` these arguments describe."""

@@ -16,6 +16,7 @@ from trl import SFTTrainer
 
 from ..tuner import GeneratedContext, GenerativeAdapterConfig, GenerativeAdapterModel, tuner_of
 from .collation import (
+    TEACHER_COLUMNS,
     COMPLETION,
     INSTRUCTION,
     RECONSTRUCTION,
@@ -90,6 +91,9 @@ class GenerativeAdapterTrainer(SFTTrainer):
             for part in parts:
                 for parameter in getattr(layer, f"generator_{part}").values():
                     parameter.requires_grad_(False)
+        if not any(p.requires_grad for p in self.tuner.generator.parameters()):
+            raise ValueError(f"`frozen_generator_parts` {list(parts)} leaves no generator tensor to train (this "
+                             "generator has no token gate); leave at least one part trainable.")
 
     # ---- data ----------------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
@@ -117,6 +121,8 @@ class GenerativeAdapterTrainer(SFTTrainer):
             "context": [""] * len(blocks) + list(tokenized["context"]),
             "input_ids": [[] for _ in blocks] + list(tokenized["input_ids"]),
             "labels": [[] for _ in blocks] + list(tokenized["labels"]),
+            **{name: [[] for _ in blocks] + list(tokenized[name]) for name in TEACHER_COLUMNS
+               if name in tokenized.column_names},
         })
 
     def _pack(self, dataset, processing_class, args, dataset_name):
@@ -130,14 +136,15 @@ class GenerativeAdapterTrainer(SFTTrainer):
     def _tokenize(dataset, processing_class, args, dataset_name):
         return dataset.map(
             tokenize_instruction,
-            fn_kwargs={"tokenizer": processing_class, "max_length": args.max_length},
+            fn_kwargs={"tokenizer": processing_class, "max_length": args.max_length,
+                       "with_teacher": args.distill_weight > 0},
             remove_columns=list(dataset.column_names),
             desc=f"Tokenizing {dataset_name} dataset",
         )
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["block", "context", "input_ids", "labels"]
+            self._signature_columns = ["block", "context", "input_ids", "labels", *TEACHER_COLUMNS]
 
     # ---- loss ----------------------------------------------------------------------------------------------------
     @property
@@ -160,12 +167,18 @@ class GenerativeAdapterTrainer(SFTTrainer):
         contexts = inputs.pop("context")
         index = inputs.pop("context_index")
         objective = inputs.pop("objective")
+        teacher = {key: inputs.pop(key) for key in list(inputs) if key.startswith("teacher_")}
         per_context = self.contextualize(contexts)
         contrast = self.args.contrast_weight > 0 and bool((objective == INSTRUCTION).any())
         with self.tuner.use_context(per_context.rows(index)):
             if bool((objective == INSTRUCTION).all()) and not contrast:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss, outputs, nll, count = self._objective_loss(model, inputs, objective)
+                result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                loss, outputs = result if return_outputs else (result, None)
+                nll = count = None
+            else:
+                loss, outputs, nll, count = self._objective_loss(model, inputs, objective)
+            if self.args.distill_weight > 0 and teacher:
+                loss = loss + self.args.distill_weight * self._distill_loss(inputs, teacher)
         if contrast:
             loss = loss + self.args.contrast_weight * self._contrast_loss(model, inputs, objective, contexts, index,
                                                                           per_context, nll, count)
@@ -212,6 +225,36 @@ class GenerativeAdapterTrainer(SFTTrainer):
         for name, (total, n) in parts.items():
             self.objective_metrics[mode][f"loss_{name}"].append((total / n).item())
         return loss, outputs, nll, count
+
+    def _answer_logprobs(self, input_ids, attention_mask, labels) -> torch.Tensor:
+        """Log-probabilities over the vocabulary at the positions that predict labelled tokens, `(tokens, vocab)`:
+        the LM head runs on those positions only."""
+        base = self.tuner.model
+        hidden = self.tuner.generator.body(input_ids=input_ids, attention_mask=attention_mask,
+                                           use_cache=False).last_hidden_state
+        predicting = labels[:, 1:] != -100
+        logits = base.get_output_embeddings()(hidden[:, :-1][predicting])
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _distill_loss(self, inputs, teacher) -> torch.Tensor:
+        """KL from the in-context teacher's top-k answer distribution to the student's (the generated adapter is
+        active for the student; the teacher is the base model with the context in its prompt, without gradient)."""
+        mode = "train" if self.model.training else "eval"
+        rows = teacher["teacher_rows"]
+        with torch.no_grad(), self.tuner.use_context(None):
+            teacher_logp = self._answer_logprobs(teacher["teacher_input_ids"], teacher["teacher_attention_mask"],
+                                                 teacher["teacher_labels"])
+        student_logp = self._answer_logprobs(inputs["input_ids"][rows], inputs["attention_mask"][rows],
+                                             inputs["labels"][rows])
+        if teacher_logp.shape[0] != student_logp.shape[0]:
+            raise ValueError(f"The teacher labels {teacher_logp.shape[0]} answer tokens, the student "
+                             f"{student_logp.shape[0]}: their tokenisations of the answers differ.")
+        top, tokens = teacher_logp.topk(min(self.args.distill_top_k, teacher_logp.shape[-1]), dim=-1)
+        target = torch.softmax(top, dim=-1)
+        kl = (target * (target.clamp_min(1e-12).log() - student_logp.gather(-1, tokens))).sum(-1)
+        loss = kl.mean() if kl.numel() else student_logp.sum() * 0.0
+        self.objective_metrics[mode]["loss_distill"].append(loss.item())
+        return loss
 
     def _contrast_loss(self, model, inputs, objective, contexts, index, per_context, nll, count):
         """`softplus(nll_own - nll_other)` averaged over the instruction rows that have a partner: the next

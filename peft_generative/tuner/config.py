@@ -58,6 +58,11 @@ class GenerativeAdapterConfig(PeftConfig):
             the paper): the state becomes the context's key/value covariance instead of containing the mean key
             times the mean value, a term most texts share. Per chunk, so states stay additive (`extend`, `forget`).
             On the default model it did not make the generated adapters more context-specific (docs/experiments.md).
+        token_gate: learn a per-token gate on the state update, `S = sum_t g_t K_t^T V_t` with
+            `g_t = sigmoid(w . RMSNorm(h_t) + b)` per adapted module (not in the paper; issue 22's "what gets written"):
+            the generator can write names and numbers rather than function words. States stay additive
+            (`extend`, `forget`). Starts at `w = 0, b = 0` (g = 1/2 for every token), which the svd normalisation
+            cannot tell from no gate.
         base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
     """
 
@@ -85,6 +90,9 @@ class GenerativeAdapterConfig(PeftConfig):
     )
     center_keys: bool = field(
         default=False, metadata={"help": "Subtract each chunk's mean key before accumulating the state."}
+    )
+    token_gate: bool = field(
+        default=False, metadata={"help": "Learn a per-token gate on the state update (which tokens get written)."}
     )
     base_model_fingerprint: Optional[dict] = field(
         default=None, metadata={"help": "Filled automatically: shape of the base model."}

@@ -86,9 +86,8 @@ class Generator:
     def parameters(self) -> list[nn.Parameter]:
         """Every trainable tensor of the generator, in a fixed order."""
         return [
-            getattr(layer, name)[self.adapter_name]
-            for _, layer in sorted(self.layers.items())
-            for name in GenerativeLinear.adapter_layer_names
+            tensor for _, layer in sorted(self.layers.items())
+            for tensor in layer.generator_tensors(self.adapter_name).values()
         ]
 
     def signature(self) -> dict:
@@ -112,14 +111,13 @@ class Generator:
         """torch's in-place version counters of one layer's generator tensors: they change whenever the weights are
         changed in place (an optimizer step, `load_adapter`), so a context can tell that it was made by weights that
         are gone."""
-        layer = self.layers[module_key]
-        return tuple(getattr(layer, name)[self.adapter_name]._version for name in GenerativeLinear.adapter_layer_names)
+        return tuple(t._version for t in self.layers[module_key].generator_tensors(self.adapter_name).values())
 
     def check_finite(self, source: str = "this generator") -> None:
         """Refuse weights with NaN/inf (a broken training run or file)."""
         for key, layer in sorted(self.layers.items()):
-            for name in GenerativeLinear.adapter_layer_names:
-                if not torch.isfinite(getattr(layer, name)[self.adapter_name]).all():
+            for name, tensor in layer.generator_tensors(self.adapter_name).items():
+                if not torch.isfinite(tensor).all():
                     raise ValueError(
                         f"{source} has NaN or inf weights ({name} of {key}): the generator is broken (a diverged "
                         "training run or a corrupt file). Load another generator; the base model is fine."

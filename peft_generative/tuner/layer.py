@@ -27,7 +27,8 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
     current call and applies that context's precomputed factors, row by row: `y = W x + B_i (A_i x)`.
     """
 
-    adapter_layer_names = ("generator_norm", "generator_A1", "generator_A2", "generator_A3", "generator_B")
+    adapter_layer_names = ("generator_norm", "generator_A1", "generator_A2", "generator_A3", "generator_B",
+                           "generator_gate")
     other_param_names = ()
 
     def __init__(
@@ -59,6 +60,7 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         self.generator_A2 = nn.ParameterDict()
         self.generator_A3 = nn.ParameterDict()
         self.generator_B = nn.ParameterDict()
+        self.generator_gate = nn.ParameterDict()  # only with `token_gate`: `[w; b]`, `g_t = sigmoid(w . h_t + b)`
         self._disable_adapters = False
         self.merged_adapters = []
         self.update_layer(adapter_name, config)
@@ -73,6 +75,8 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         self.generator_A2[adapter_name] = nn.Parameter(torch.empty(config.key_dim, d, **factory))
         self.generator_A3[adapter_name] = nn.Parameter(torch.empty(config.value_dim, d, **factory))
         self.generator_B[adapter_name] = nn.Parameter(torch.zeros(d_out, config.value_dim, **factory))
+        if config.token_gate:
+            self.generator_gate[adapter_name] = nn.Parameter(torch.zeros(d + 1, **factory))
         self.reset_generator(adapter_name)
         self.set_adapter(self.active_adapters)
 
@@ -84,6 +88,16 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
             nn.init.kaiming_normal_(param, a=math.sqrt(5))
         self.generator_B[adapter_name].zero_()
         self.generator_norm[adapter_name].fill_(1.0)
+        if adapter_name in self.generator_gate:
+            self.generator_gate[adapter_name].zero_()  # g = 1/2 for every token: no change under svd normalisation
+
+    def generator_tensors(self, adapter_name: str) -> dict[str, nn.Parameter]:
+        """The generator's tensors of one adapter, by name, in a fixed order (the gate only when it has one)."""
+        return {
+            name: getattr(self, name)[adapter_name]
+            for name in self.adapter_layer_names
+            if adapter_name in getattr(self, name)
+        }
 
     @torch.no_grad()
     def init_from_attention(self, adapter_name: str, decoder_layer: nn.Module) -> None:
@@ -121,6 +135,9 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         h = (h * self.generator_norm[adapter_name]) * mask.unsqueeze(-1).to(h.dtype)
         keys = h @ a2.mT
         values = h @ a3.mT
+        if adapter_name in self.generator_gate:
+            gate = self.generator_gate[adapter_name]
+            values = values * torch.sigmoid(h @ gate[:-1] + gate[-1]).unsqueeze(-1)
         if self.configs[adapter_name].center_keys:
             valid = mask.unsqueeze(-1).to(keys.dtype)
             mean = (keys * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp_min(1)

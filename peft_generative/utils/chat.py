@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 
 def assistant_turn_labels(tokenizer, messages: Sequence[dict], scored: Sequence[bool]) -> tuple[list[int], list[int]]:
@@ -30,3 +30,15 @@ def assistant_turn_labels(tokenizer, messages: Sequence[dict], scored: Sequence[
         raise ValueError("The conversation has no assistant reply (after a user message) to learn from or score.")
     # the template may close the conversation with more tokens than the last scored turn covered
     return ids, labels + [-100] * (len(ids) - len(labels))
+
+
+def with_context_in_prompt(messages: Sequence[dict], context: Optional[str]) -> list[dict]:
+    """The prompting baseline: `context` in front of the first user message (or as a first user message before an
+    opening assistant message, which is then not scored)."""
+    messages = [dict(m) for m in messages]
+    if context is None:
+        return messages
+    if messages and messages[0]["role"] == "user":
+        messages[0]["content"] = f"{context}\n\n{messages[0]['content']}"
+        return messages
+    return [{"role": "user", "content": context, "scored": False}] + messages
