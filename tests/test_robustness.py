@@ -9,7 +9,7 @@ import threading
 
 import pytest
 import torch
-from peft import PeftModel, get_peft_model
+from peft import get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import TextIteratorStreamer
 
@@ -49,7 +49,7 @@ def test_forgetting_every_text_leaves_exactly_the_base_model():
     assert torch.equal(logits(model, context=ctx), base)
 
 
-# ---- 2. memories are bound to the generator's weights -----------------------------------------------------------------
+# ---- 2. memories are bound to the generator's weights --------------------------------------------------------------
 def test_state_saved_by_another_generator_with_the_same_shapes_is_refused(tmp_path):
     first, second = make(seed=1), make(seed=2)
     path = tmp_path / "memory.safetensors"
@@ -75,7 +75,7 @@ def test_context_made_before_the_weights_changed_is_refused():
         GeneratedContext.stack([ctx, fresh])
 
 
-# ---- 5. NaN/inf generators are refused and named -------------------------------------------------------------------------
+# ---- 5. NaN/inf generators are refused and named -------------------------------------------------------------------
 def test_generator_with_nan_weights_is_refused_on_load(tmp_path, tokenizer_for_tiny):
     model = make()
     with torch.no_grad():
@@ -96,7 +96,7 @@ def test_non_finite_factors_are_refused_when_generated():
         model.contextualize(DOC_A, activate=False)
 
 
-# ---- 6. exports are atomic, leave nothing behind and follow the umask --------------------------------------------------
+# ---- 6. exports are atomic, leave nothing behind and follow the umask ----------------------------------------------
 def test_export_replaces_an_existing_adapter_whole_and_is_readable_by_others(tmp_path):
     model = make()
     out = tmp_path / "lora"
@@ -126,7 +126,7 @@ def test_a_failed_export_leaves_the_old_one_and_no_temporary_directory(tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json"]
 
 
-# ---- 7. contexts of other models, row counts, crafted files, copies, bad arguments -------------------------------------
+# ---- 7. contexts of other models, row counts, crafted files, copies, bad arguments ---------------------------------
 def test_forget_refuses_a_context_of_another_model():
     a, b = make(encoding="parallel"), make(encoding="parallel")
     ctx = a.contextualize(DOC_A, activate=False)
@@ -203,7 +203,7 @@ def test_bad_arguments_get_clear_messages():
         ctx.rows(torch.tensor([True]))
 
 
-# ---- 8. the context across threads -----------------------------------------------------------------------------------
+# ---- 8. the context across threads ---------------------------------------------------------------------------------
 def test_contextualize_activates_for_the_calling_thread_only():
     model = make()
     ctx_a = model.contextualize(DOC_A, activate=False)
@@ -250,7 +250,7 @@ def tokenizer_for_tiny():
     return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token=chr(0x100))))
 
 
-# ---- 9. an interrupted checkpoint is never resumed from -----------------------------------------------------------------
+# ---- 9. an interrupted checkpoint is never resumed from ------------------------------------------------------------
 def test_half_written_checkpoint_is_skipped(tmp_path):
     for step, state in ((10, '{"global_step": 10}'), (20, '{"global_step": 20}'), (30, '{"global_st')):
         folder = tmp_path / f"checkpoint-{step}"

@@ -8,7 +8,6 @@ user usually sets; `--help-all` prints the full list.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .common import UsageError, check_generator_arg, check_input_file, check_model_arg
 

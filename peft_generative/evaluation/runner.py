@@ -17,7 +17,7 @@ from . import conversation, demonstrations, knowledge
 from ..tuner import tuner_of
 from .method_costs import adapter_bytes, base_config, kv_cache_bytes
 from .engine import ADAPTER_METHODS, ALL_METHODS, CONTROL, METHODS, Engine, Unit
-from .report import bucket_label, summarize, to_markdown, write_report
+from .report import bucket_label, summarize, write_report
 
 __all__ = ["TASKS", "DEFAULT_BUCKETS", "DEFAULT_GROUP_SIZES", "evaluate"]
 

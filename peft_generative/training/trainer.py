@@ -71,10 +71,9 @@ class GenerativeAdapterTrainer(SFTTrainer):
         try:
             tuner = self.tuner
         except TypeError as exc:
-            raise TypeError("The model is not a Generative Adapter model: pass peft_config=GenerativeAdapterConfig().") \
-                from exc
-        if not isinstance(tuner, GenerativeAdapterModel):  # pragma: no cover - tuner_of only returns tuners
-            raise TypeError("The model is not a Generative Adapter model.")
+            raise TypeError(
+                "The model is not a Generative Adapter model: pass peft_config=GenerativeAdapterConfig()."
+            ) from exc
         tuner.set_tokenizer(processing_class)
         self._freeze(args.frozen_generator_parts)
 

@@ -284,7 +284,9 @@ class GeneratedContext:
             with safe_open(path, framework="pt") as f:
                 raw = (f.metadata() or {}).get("peft_generative")
         except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"{path} is not a readable safetensors context state (corrupt or truncated): {exc}") from exc
+            raise ValueError(
+                f"{path} is not a readable safetensors context state (corrupt or truncated): {exc}"
+            ) from exc
         if raw is None:
             raise ValueError(f"{path} is a safetensors file but not a peft-generative context state.")
         meta = _read_metadata(path, raw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from peft.utils import PeftType, register_peft_method
+from peft.utils import PeftType
 
 PEFT_TYPE_NAME = "GENERATIVE_ADAPTER"
 
