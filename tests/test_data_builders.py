@@ -11,6 +11,7 @@ import pickle
 import random
 import tarfile
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -523,3 +524,34 @@ def test_sft_mixture_samples_training_splits_and_replays_text(tmp_path):
     # without text rows the file is a plain instruction dataset, as before
     build_sft_mixture(tmp_path, tmp_path / "plain.jsonl", sizes={"knowledge": 3})
     assert all("text" not in row for row in read_jsonl(tmp_path / "plain.jsonl"))
+
+
+def test_synthetic_facts_are_deterministic_balanced_and_answerable_only_from_the_context(tmp_path):
+    from peft_generative.data import build_synthetic_facts_dataset, read_jsonl
+    from peft_generative.data.synthetic_facts import SYLLABLES
+
+    paths = build_synthetic_facts_dataset(tmp_path / "a", train_documents=300, heldout_documents=40)
+    again = build_synthetic_facts_dataset(tmp_path / "b", train_documents=300, heldout_documents=40)
+    for key, path in paths.items():
+        assert path.read_bytes() == again[key].read_bytes(), key  # a pure function of the seed
+    train = list(read_jsonl(paths["train"]))
+    test = list(read_jsonl(paths["test.eval"]))
+    needles = list(read_jsonl(paths["test.needle.eval"]))
+    assert all(row["completion"] in row["context"] for row in train)
+    assert all(a in doc["context"] for doc in test + needles for q in doc["questions"] for a in q["answers"])
+    types = Counter(q["type"] for doc in test for q in doc["questions"])
+    assert set(types) == {"code", "year", "place", "person", "object"} and max(types.values()) < 2 * min(types.values())
+    documents = {row["id"] for row in train}
+    assert 0.1 < sum("needle" in d for d in documents) / len(documents) < 0.3  # needle_fraction 0.2 of documents
+    # held-out people and towns are built from syllables that no training name uses
+    held_out_names = {a for doc in test for q in doc["questions"] if q["type"] in ("person", "place")
+                      for a in q["answers"]}
+    train_text = " ".join(row["context"] for row in train).lower()
+    assert not set(SYLLABLES["train"]) & set(SYLLABLES["test"])
+    assert not any(name.lower() in train_text for name in held_out_names)
+    # the evaluation files load in the knowledge evaluation
+    from peft_generative.evaluation.knowledge import load_documents
+
+    assert len(load_documents(paths["test.eval"])) == 40
+    with pytest.raises(ValueError, match="positive"):
+        build_synthetic_facts_dataset(tmp_path / "c", train_documents=0)

@@ -8,6 +8,8 @@ an output directory and returns ``{name: path}``; the output is a pure function 
 - :func:`build_knowledge_dataset`: passage QA (BIG-bench knowledge conflicts) split by passage.
 - :func:`build_demonstrations_dataset`: MetaICL-like in-context classification (StaICC), split by task.
 - :func:`build_conversation_dataset`: multi-session chit-chat (chitchat-dataset), split by speaker pair.
+- :func:`build_synthetic_facts_dataset`: invented organisations with facts of every kind (codes, years, towns,
+  people, objects) and needle documents; nothing to download.
 - :func:`build_all`: download (once, into :func:`data_dir`) and build everything.
 
 Command line: ``python -m peft_generative.data --all --out DIR``.
@@ -28,10 +30,12 @@ from .knowledge import build_knowledge_dataset, knowledge_passages, parse_exampl
 from .mixture import build_sft_mixture
 from .pretraining import PRETRAINING_SOURCES, build_pretraining_corpus
 from .splits import assign_split, stable_hash
+from .synthetic_facts import build_synthetic_facts_dataset
 from .build import DATASETS, build_all
 
 __all__ = [
     "build_sft_mixture",
+    "build_synthetic_facts_dataset",
     "DATA_ENV",
     "DATASETS",
     "HELDOUT_TASKS",

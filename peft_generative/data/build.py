@@ -13,12 +13,13 @@ from .demonstrations import build_demonstrations_dataset
 from .knowledge import build_knowledge_dataset, knowledge_passages
 from .pretraining import build_pretraining_corpus
 from .progress import progress
+from .synthetic_facts import build_synthetic_facts_dataset
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "build_all"]
 
-DATASETS = ("knowledge", "demonstrations", "conversation", "pretraining")
+DATASETS = ("knowledge", "demonstrations", "conversation", "pretraining", "synthetic_facts")
 
 
 def build_all(
@@ -50,6 +51,8 @@ def build_all(
             results[name] = build_demonstrations_dataset(target, seed=seed, data_root=data_root, quiet=quiet)
         elif name == "conversation":
             results[name] = build_conversation_dataset(target, seed=seed, data_root=data_root, quiet=quiet)
+        elif name == "synthetic_facts":
+            results[name] = build_synthetic_facts_dataset(target, seed=seed, quiet=quiet)
         else:
             exclude = knowledge_passages(data_root=data_root) if exclude_eval_passages else None
             results[name] = build_pretraining_corpus(target, seed=seed, data_root=data_root, exclude_texts=exclude,
