@@ -50,3 +50,61 @@ def test_unknown_recipe_key_is_an_error(tmp_path):
     bad.write_text((CONFIGS / "pretrain_smollm2.yaml").read_text() + "reconstruction_wieght: 0.5\n")
     with pytest.raises(ValueError, match="reconstruction_wieght"):
         parse(bad)
+
+
+def test_a_token_gate_can_be_added_to_a_saved_generator(tmp_path):
+    import torch
+    from peft import get_peft_model
+
+    import peft_generative as pg
+    from peft_generative.training.script import load_generator_for_training
+
+    from .conftest import randomize_generator, tiny_model
+
+    saved = randomize_generator(get_peft_model(tiny_model(), pg.GenerativeAdapterConfig(
+        task_type="CAUSAL_LM", key_dim=16, value_dim=16, rank=8, window=32)))
+    saved.save_pretrained(tmp_path / "gen")
+    gated = load_generator_for_training(tiny_model(), str(tmp_path / "gen"), token_gate=True)
+    assert gated.peft_config["default"].token_gate
+    assert any("generator_gate" in n and p.requires_grad for n, p in gated.named_parameters())
+    ids = [list(range(5, 40))]
+    for (a, b), (ga, gb) in zip(saved.contextualize(ids).factors.values(), gated.contextualize(ids).factors.values()):
+        torch.testing.assert_close(a, ga)  # a fresh gate changes nothing under svd normalisation
+        torch.testing.assert_close(b, gb)
+
+
+def test_fact_capability_checkpoints_resume_exactly(tmp_path):
+    import torch
+    from peft import get_peft_model
+
+    import peft_generative as pg
+
+    from .conftest import load_example_script, randomize_generator, tiny_model
+
+    script = load_example_script("fact_capability")
+
+    def fresh():
+        model = randomize_generator(get_peft_model(tiny_model(), pg.GenerativeAdapterConfig(
+            task_type="CAUSAL_LM", key_dim=8, value_dim=8, rank=4, window=32, token_gate=True)))
+        params = [p for n, p in model.named_parameters() if "generator_" in n]
+        for n, p in model.named_parameters():
+            p.requires_grad_("generator_" in n)
+        return model, torch.optim.AdamW(params, lr=1e-2)
+
+    model, optimizer = fresh()
+    for _ in range(2):
+        ctx = model.contextualize([list(range(5, 30))], requires_grad=True, activate=False)
+        with model.use_context(ctx):
+            model(torch.tensor([[5, 6, 7]]), labels=torch.tensor([[5, 6, 7]])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    script.save(tmp_path, model, optimizer, {"step": 2, "cpu": 1.0, "wall": 1.0, "probes": []})
+    again, again_optimizer = fresh()
+    assert script.restore(tmp_path, again, again_optimizer)["step"] == 2
+    for (name, p), (_, q) in zip(model.named_parameters(), again.named_parameters()):
+        assert torch.equal(p, q), name
+    for p, q in zip(optimizer.param_groups[0]["params"], again_optimizer.param_groups[0]["params"]):
+        for key in optimizer.state[p]:
+            assert torch.equal(torch.as_tensor(optimizer.state[p][key]), again_optimizer.state[q][key]), key
+    args = script.parse(["--name", "x"])
+    assert script.train_document(7, args) == script.train_document(7, args)  # the training stream is deterministic

@@ -67,6 +67,28 @@ class ScriptArguments:
         )
 
 
+def load_generator_for_training(base, generator: str, token_gate: bool = False):
+    """A saved generator, trainable. With `token_gate` on a generator saved without one, the gate is added fresh
+    (w = 0, b = 0: under svd normalisation the generator starts exactly as saved) and the rest is loaded."""
+    from peft import PeftModel, get_peft_model, set_peft_model_state_dict
+
+    config = GenerativeAdapterConfig.from_pretrained(generator)
+    if not token_gate or config.token_gate:
+        return PeftModel.from_pretrained(base, generator, is_trainable=True)
+    from peft.utils import SAFETENSORS_WEIGHTS_NAME
+    from safetensors.torch import load_file
+
+    config.token_gate = True
+    config.inference_mode = False
+    model = get_peft_model(base, config)
+    result = set_peft_model_state_dict(model, load_file(os.path.join(generator, SAFETENSORS_WEIGHTS_NAME)))
+    missing = [k for k in result.missing_keys if "generator_" in k and "generator_gate" not in k]
+    if missing:
+        raise ValueError(f"{generator} lacks generator tensors {missing[:3]}: it is not a complete generator.")
+    logger.info("added a fresh token gate to %s", generator)
+    return model
+
+
 def _subset(dataset, limit):
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
@@ -82,9 +104,7 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
 
     peft_config = None
     if script_args.init_generator:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(base, script_args.init_generator, is_trainable=True)
+        model = load_generator_for_training(base, script_args.init_generator, token_gate=script_args.token_gate)
     else:
         model = base
         peft_config = script_args.generator_config()

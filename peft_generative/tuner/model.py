@@ -125,7 +125,9 @@ class GenerativeAdapterModel(BaseTuner):
             layer.register_forward_pre_hook(CaptureHook(self.router, index), with_kwargs=True)
             for index, layer in self.generator.decoder_layers().items()
         ]
-        if getattr(model, "is_activation_checkpointing", None) or getattr(model, "is_gradient_checkpointing", None):
+        name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else \
+            "is_gradient_checkpointing"  # transformers < 5.2x
+        if getattr(model, name, False):
             self.carry_context_through_checkpointing()
         if hasattr(model, "add_model_tags"):
             model.add_model_tags(MODEL_TAGS)

@@ -1,0 +1,274 @@
+"""Can a generated adapter carry exact facts? A CPU-budgeted capability test (issue 22).
+
+Trains a generator variant on the synthetic fact and needle documents of `peft_generative.data.synthetic_facts`
+(answers-only cross-entropy; the context reaches the model only through the adapter) for a fixed budget of process
+CPU time, then evaluates on held-out documents whose names were never seen in training: exact match / F1 by question
+type with the own adapter and with another document's adapter (the control), the gold-answer NLL gap between them,
+and the closed-book and context-in-prompt baselines.
+
+    python examples/scripts/fact_capability.py --name gate --token-gate --cpu-budget 1440 --out runs/facts
+
+Resumable: run the same command again after a kill and it continues from `<out>/<name>/` (safetensors + JSON).
+Results: `<out>/<name>/result.json`; progress lines `PROBE {...}` (the NLL gap on 24 held-out documents).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from peft import get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+
+from peft_generative import GenerativeAdapterConfig, generator_of
+from peft_generative.data.synthetic_facts import fact_document, needle_document
+from peft_generative.default_model import load_base_model
+from peft_generative.evaluation.metrics import best_exact_match, best_f1, normalize_answer
+from peft_generative.loading import shipped_generator_path
+from peft_generative.training.collation import tokenize_conversation
+from peft_generative.utils.batching import pad_rows
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--name", required=True, help="run name (a directory under --out)")
+    p.add_argument("--out", default="runs/fact_capability", help="output directory")
+    p.add_argument("--init", choices=["shipped", "fresh"], default="shipped",
+                   help="start from the shipped generator's tensors (those of matching shape) or from scratch")
+    p.add_argument("--target", default="o_proj", help="adapted module (e.g. down_proj)")
+    p.add_argument("--normalization", default=None, help="override the shipped generator's normalisation")
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--token-gate", action="store_true", help="GenerativeAdapterConfig(token_gate=True)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--docs-per-step", type=int, default=4)
+    p.add_argument("--needle-fraction", type=float, default=0.2)
+    p.add_argument("--cpu-budget", type=float, default=720.0, help="training process CPU seconds")
+    p.add_argument("--probe-every", type=int, default=40)
+    p.add_argument("--save-every", type=int, default=10)
+    p.add_argument("--n-eval", type=int, default=40, help="held-out fact documents (and as many needles)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+# ---- model ------------------------------------------------------------------------------------------------------
+def build(args):
+    base, tok = load_base_model()
+    shipped = shipped_generator_path()
+    saved = json.loads((shipped / "adapter_config.json").read_text())
+    kwargs = {k: saved[k] for k in ("key_dim", "value_dim", "rank", "alpha", "normalization", "window")}
+    kwargs.update({k: v for k, v in (("normalization", args.normalization), ("alpha", args.alpha)) if v is not None})
+    config = GenerativeAdapterConfig(task_type="CAUSAL_LM", target_modules=[args.target], encoding="parallel",
+                                     token_gate=args.token_gate, **kwargs)
+    torch.manual_seed(args.seed)
+    model = get_peft_model(base, config)
+    if args.init == "shipped":
+        weights = load_file(str(shipped / "adapter_model.safetensors"))
+        own = {n.replace(".default", ""): p for n, p in model.named_parameters()}
+        set_peft_model_state_dict(model, {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape})
+    for name, param in model.named_parameters():
+        param.requires_grad_("generator_" in name)
+    tok.padding_side = "left"
+    return model, tok
+
+
+def train_document(index: int, args) -> dict:
+    rng = random.Random(f"{args.seed}-train-mix-{index}")
+    if rng.random() < args.needle_fraction:
+        return needle_document("train", index, args.seed)
+    return fact_document("train", index, args.seed)
+
+
+def answer_nll(model, rows, pad_id):
+    """Summed NLL and count of the answer tokens per row; the LM head runs on those positions only."""
+    generator = generator_of(model)
+    batch = pad_rows([r[0] for r in rows], pad_id, labels=[r[1] for r in rows])
+    hidden = generator.body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            use_cache=False).last_hidden_state
+    target = batch["labels"][:, 1:]
+    picked = target != -100
+    logits = generator.model.get_output_embeddings()(hidden[:, :-1][picked])
+    nll = F.cross_entropy(logits.float(), target[picked], reduction="none")
+    per_row = torch.zeros(len(rows)).index_add(0, picked.nonzero()[:, 0], nll)
+    return per_row, picked.sum(1)
+
+
+def qa_rows(tok, questions, answers):
+    return [tokenize_conversation(tok, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+            for q, a in zip(questions, answers)]
+
+
+# ---- evaluation -------------------------------------------------------------------------------------------------
+def flat(docs):
+    return [(i, q) for i, d in enumerate(docs) for q in d["questions"]]
+
+
+@torch.no_grad()
+def generate(model, tok, prompts, context=None, max_new_tokens=10, batch=20):
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    outs = []
+    for s in range(0, len(prompts), batch):
+        texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+                 for p in prompts[s: s + batch]]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        rows = None if context is None else context.rows(list(range(s, s + len(texts))))
+        out = model.generate(**enc, context=rows, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+                             pad_token_id=tok.pad_token_id)
+        outs += [tok.decode(r, skip_special_tokens=True).strip().split("\n")[0].strip()
+                 for r in out[:, enc["input_ids"].shape[1]:]]
+    return outs
+
+
+@torch.no_grad()
+def gold_nll(model, tok, prompts, answers, context=None, batch=24):
+    out = []
+    for s in range(0, len(answers), batch):
+        rows = qa_rows(tok, prompts[s: s + batch], answers[s: s + batch])
+        with model.use_context(None if context is None else context.rows(list(range(s, s + len(rows))))):
+            nll, count = answer_nll(model, rows, tok.pad_token_id)
+        out += (nll / count.clamp(min=1)).tolist()
+    return out
+
+
+def score(predictions, questions):
+    answers = [q["answers"] for q in questions]
+    em = [best_exact_match(p, a) for p, a in zip(predictions, answers)]
+    by_type = {}
+    for e, q in zip(em, questions):
+        by_type.setdefault(q["type"], []).append(e)
+    mean = lambda xs: 100 * sum(xs) / max(len(xs), 1)  # noqa: E731
+    return {"EM": mean(em), "F1": mean([best_f1(p, a) for p, a in zip(predictions, answers)]),
+            "contains": mean([float(normalize_answer(a[0]) in normalize_answer(p))
+                              for p, a in zip(predictions, answers)]),
+            "EM_by_type": {k: round(mean(v), 1) for k, v in sorted(by_type.items())}, "predictions": predictions}
+
+
+@torch.no_grad()
+def evaluate_adapters(model, tok, docs, generation=True):
+    """Own adapter vs the next document's adapter (the control) on every question."""
+    ctx = model.contextualize([d["context"] for d in docs], tokenizer=tok, activate=False, progress=False)
+    pairs = flat(docs)
+    questions = [q for _, q in pairs]
+    prompts, answers = [q["question"] for q in questions], [q["answers"][0] for q in questions]
+    result = {}
+    for tag, rows in (("own", [i for i, _ in pairs]), ("control", [(i + 1) % len(docs) for i, _ in pairs])):
+        nll = gold_nll(model, tok, prompts, answers, ctx.rows(rows))
+        result[tag] = {"nll": sum(nll) / len(nll), "nll_list": nll}
+        if generation:
+            result[tag].update(score(generate(model, tok, prompts, ctx.rows(rows)), questions))
+    gaps = [c - o for o, c in zip(result["own"]["nll_list"], result["control"]["nll_list"])]
+    result["nll_gap"] = sum(gaps) / len(gaps)
+    result["own_better"] = sum(g > 0 for g in gaps) / len(gaps)
+    return result
+
+
+@torch.no_grad()
+def baselines(model, tok, docs):
+    pairs = flat(docs)
+    questions = [q for _, q in pairs]
+    prompts = {"closed_book": [q["question"] for q in questions],
+               "prompting": [f"{docs[i]['context']}\n\n{q['question']}" for i, q in pairs]}
+    with model.use_context(None):
+        return {tag: score(generate(model, tok, p, max_new_tokens=24), questions) for tag, p in prompts.items()}
+
+
+# ---- resumable training -----------------------------------------------------------------------------------------
+def save(run: Path, model, optimizer, state):
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    tensors = {f"param/{n}": p.detach().contiguous() for n, p in trainable.items()}
+    index = {id(p): i for i, p in enumerate(optimizer.param_groups[0]["params"])}
+    for p, s in optimizer.state.items():
+        for key, value in s.items():
+            tensors[f"opt/{index[id(p)]}/{key}"] = torch.as_tensor(value).contiguous()
+    save_file(tensors, str(run / "checkpoint.safetensors.tmp"))
+    os.replace(run / "checkpoint.safetensors.tmp", run / "checkpoint.safetensors")
+    (run / "state.json").write_text(json.dumps(state, indent=1))
+
+
+def restore(run: Path, model, optimizer) -> dict:
+    tensors = load_file(str(run / "checkpoint.safetensors"))
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, value in tensors.items():
+            if key.startswith("param/"):
+                named[key[len("param/"):]].copy_(value)
+    params = optimizer.param_groups[0]["params"]
+    for key, value in tensors.items():
+        if key.startswith("opt/"):
+            _, i, name = key.split("/")
+            optimizer.state[params[int(i)]][name] = value.clone()
+    return json.loads((run / "state.json").read_text())
+
+
+def main(argv=None):
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    run = Path(args.out) / args.name
+    run.mkdir(parents=True, exist_ok=True)
+    model, tok = build(args)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    state = {"step": 0, "cpu": 0.0, "wall": 0.0, "probes": []}
+    if (run / "checkpoint.safetensors").exists():
+        state = restore(run, model, optimizer)
+        print(f"resumed at step {state['step']} ({state['cpu']:.0f} CPU s)", flush=True)
+    facts = [fact_document("test", i, args.seed) for i in range(args.n_eval)]
+    needles = [needle_document("test", i, args.seed) for i in range(args.n_eval)]
+    probe_docs = facts[:16] + needles[:8]
+
+    def probe():
+        r = evaluate_adapters(model.eval(), tok, probe_docs, generation=False)
+        entry = {"step": state["step"], "cpu": round(state["cpu"]), "own_nll": round(r["own"]["nll"], 3),
+                 "control_nll": round(r["control"]["nll"], 3), "gap": round(r["nll_gap"], 3),
+                 "own_better": round(r["own_better"], 2)}
+        state["probes"].append(entry)
+        print("PROBE", json.dumps(entry), flush=True)
+
+    if not state["probes"]:
+        probe()
+    while state["cpu"] < args.cpu_budget:
+        c0, w0 = time.process_time(), time.time()
+        model.train()
+        docs = [train_document(state["step"] * args.docs_per_step + j, args) for j in range(args.docs_per_step)]
+        ctx = model.contextualize([d["context"] for d in docs], tokenizer=tok, requires_grad=True, activate=False,
+                                  progress=False)
+        pairs = flat(docs)
+        rows = qa_rows(tok, [q["question"] for _, q in pairs], [q["answers"][0] for _, q in pairs])
+        with model.use_context(ctx.rows([i for i, _ in pairs])):
+            nll, count = answer_nll(model, rows, tok.pad_token_id)
+        loss = nll.sum() / count.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
+            optimizer.step()
+        state["step"] += 1
+        state["cpu"] += time.process_time() - c0
+        state["wall"] += time.time() - w0
+        if state["step"] % 5 == 0:
+            print(f"step {state['step']} loss {loss.item():.3f} cpu {state['cpu']:.0f}s", flush=True)
+        if state["step"] % args.probe_every == 0:
+            probe()
+        if state["step"] % args.save_every == 0:
+            save(run, model, optimizer, state)
+    save(run, model, optimizer, state)
+    model.eval()
+    result = {"args": vars(args), "steps": state["step"], "train_cpu_s": round(state["cpu"]),
+              "train_wall_s": round(state["wall"]), "probes": state["probes"],
+              "facts": evaluate_adapters(model, tok, facts), "needle": evaluate_adapters(model, tok, needles),
+              "baselines_facts": baselines(model, tok, facts), "baselines_needle": baselines(model, tok, needles)}
+    (run / "result.json").write_text(json.dumps(result, indent=1))
+    for part in ("facts", "needle"):
+        r = result[part]
+        print(f"[{part}] own EM {r['own']['EM']:.1f} F1 {r['own']['F1']:.1f} by type {r['own']['EM_by_type']} | "
+              f"control EM {r['control']['EM']:.1f} | gold NLL own {r['own']['nll']:.3f} control "
+              f"{r['control']['nll']:.3f} (own better {r['own_better']:.2f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
