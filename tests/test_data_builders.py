@@ -555,3 +555,21 @@ def test_synthetic_facts_are_deterministic_balanced_and_answerable_only_from_the
     assert len(load_documents(paths["test.eval"])) == 40
     with pytest.raises(ValueError, match="positive"):
         build_synthetic_facts_dataset(tmp_path / "c", train_documents=0)
+
+
+def test_an_unreachable_source_gives_a_clear_error_naming_where_to_put_the_file(tmp_path, monkeypatch, capsys):
+    from peft_generative.data import __main__ as data_main
+    from peft_generative.data import cache
+
+    broken = cache.Source("bigbench", "url", "bigbench==1.0.0", "bigbench-1.0.0.tar.gz",
+                          url="http://127.0.0.1:9/bigbench-1.0.0.tar.gz")  # port 9: nothing listens
+    monkeypatch.setitem(cache.SOURCES, "bigbench", broken)
+    with pytest.raises(cache.DownloadError, match="Put a copy of the file"):
+        cache.fetch("bigbench", tmp_path)
+    assert not any((tmp_path / "raw").iterdir())  # no partial download left behind
+    code = data_main.main(["--knowledge", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path),
+                           "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "error: Could not download bigbench==1.0.0" in err and str(tmp_path / "raw") in err
+    assert "Traceback" not in err

@@ -9,7 +9,7 @@ and the closed-book and context-in-prompt baselines.
     python examples/scripts/fact_capability.py --name gate --token-gate --cpu-budget 1440 --out runs/facts
 
 Resumable: run the same command again after a kill and it continues from `<out>/<name>/` (safetensors + JSON).
-Results: `<out>/<name>/result.json`; progress lines `PROBE {...}` (the NLL gap on 24 held-out documents).
+Results: `<out>/<name>/result.json` and the trained generator in `<out>/<name>/generator`; progress lines `PROBE {...}` (the NLL gap on 24 held-out documents).
 """
 
 from __future__ import annotations
@@ -257,6 +257,7 @@ def main(argv=None):
         if state["step"] % args.save_every == 0:
             save(run, model, optimizer, state)
     save(run, model, optimizer, state)
+    model.save_pretrained(str(run / "generator"))  # a generator directory: `peft-generative eval --generator ...`
     model.eval()
     result = {"args": vars(args), "steps": state["step"], "train_cpu_s": round(state["cpu"]),
               "train_wall_s": round(state["wall"]), "probes": state["probes"],

@@ -53,6 +53,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--reuse-baselines", default=None, metavar="DIR",
                         help="reuse the closed-book and prompting answers of an earlier run in DIR (same data, "
                              "model and settings; checked): only the generator's methods are run again")
+    parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
+                        help="test-time refinement: N gradient steps on each generated adapter's state against the "
+                             "reconstruction of its context (default 0: the one-pass method)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(run=run, command_parser=parser)
     return parser
@@ -62,6 +65,8 @@ def run(args) -> int:
     """Run `evaluate` from parsed `eval` arguments; prints the Markdown tables and the files written."""
     check_input_file(args.data, "--data")
     check_model_args(args)
+    if args.refine_steps < 0:
+        raise UsageError("--refine-steps must be >= 0 (0: no test-time refinement).")
     out = args.out or str(Path("eval_results") / args.task)
     check_output_dir(out, "--out")
     if args.reuse_baselines:
@@ -77,6 +82,7 @@ def run(args) -> int:
             buckets=args.buckets, methods=args.methods, group_sizes=args.group_sizes,
             max_questions=args.max_questions, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
             progress=not args.no_progress and progress_enabled(), reuse_baselines=args.reuse_baselines,
+            refine_steps=args.refine_steps,
         )
     except EvalDataError as exc:  # a malformed data file is found before any model is loaded
 

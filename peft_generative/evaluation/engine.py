@@ -83,9 +83,12 @@ class Unit:
 class Engine:
     """Wraps a peft model carrying a Generative Adapter and its tokenizer."""
 
-    def __init__(self, model, tokenizer, *, max_new_tokens: int = 32, batch_size: int = 8):
+    def __init__(self, model, tokenizer, *, max_new_tokens: int = 32, batch_size: int = 8, refine_steps: int = 0):
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be positive.")
+        if refine_steps < 0:
+            raise ValueError("refine_steps must be >= 0 (0: one-pass adapters, no test-time refinement).")
+        self.refine_steps = refine_steps
         self.model = model
         self.tokenizer = tokenizer
         self.tuner = tuner_of(model)
@@ -142,9 +145,11 @@ class Engine:
 
     # ---- contexts ----------------------------------------------------------------------------------------------
     def contextualize(self, text: str) -> tuple[GeneratedContext, float, float]:
-        """(adapter, seconds, estimated FLOPs) for one context."""
+        """(adapter, seconds, estimated FLOPs) for one context (the FLOPs of the one encoding pass; test-time
+        refinement's steps are in the seconds only)."""
         start = time.perf_counter()
-        ctx = self.tuner.contextualize(text, tokenizer=self.tokenizer, activate=False, progress=False)
+        ctx = self.tuner.contextualize(text, tokenizer=self.tokenizer, activate=False, progress=False,
+                                       refine_steps=self.refine_steps)
         seconds = time.perf_counter() - start
         return ctx, seconds, contextualize_flops(self.model, ctx.num_tokens[0], self.chunk_prefix_tokens)
 

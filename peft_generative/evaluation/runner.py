@@ -176,6 +176,7 @@ def evaluate(
     max_new_tokens: int = 32,
     progress: bool = True,
     reuse_baselines: Optional[str | os.PathLike] = None,
+    refine_steps: int = 0,
 ) -> dict:
     """Evaluate closed-book, prompting and generative-adapter answering on one task file.
 
@@ -198,6 +199,8 @@ def evaluate(
             and prompting answers (which do not depend on the generator) are reused instead of recomputed, so that
             a new generator costs only its own answers. Checked to be the same task, model, decoding and questions;
             the result says which methods were reused and from where.
+        refine_steps: test-time refinement of every generated adapter (`contextualize(..., refine_steps=N)`; 0, the
+            default, is the one-pass method); its time is in the adapter's seconds per context.
 
     Returns:
         The result dict written to results.json (`methods`, `by_bucket`, `by_group`, `control_gap`, settings,
@@ -220,7 +223,8 @@ def evaluate(
     VALIDATORS[task](data_file)  # a malformed file fails here, before any model is loaded
 
     peft_model, tokenizer, described = _load(model, generator, tokenizer)
-    engine = Engine(peft_model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    engine = Engine(peft_model, tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    refine_steps=refine_steps)
     param = next(peft_model.parameters())
     dtype = str(param.dtype).replace("torch.", "")
     was_training = peft_model.training
@@ -252,6 +256,7 @@ def evaluate(
             "methods": list(methods), "limit": limit, "max_questions": max_questions, "buckets": buckets,
             "group_sizes": sorted(set(int(g) for g in group_sizes)) if task == knowledge.TASK else None,
             "batch_size": batch_size, "max_new_tokens": max_new_tokens, "decoding": "greedy, cut at first newline",
+            "refine_steps": refine_steps,
             "dtype": dtype, "device": str(param.device),
             "torch_threads": torch.get_num_threads(), "contexts": len(units),
             "reused_baselines": {"from": str(reuse_baselines), "methods": sorted(reused)} if reused else None,

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 STATE_FORMAT = "peft-generative-context-state"
 STATE_FORMAT_VERSION = 2
 STATE_FILE = "context_state.safetensors"
+# an entry of `added_texts` that marks a row whose states were refined at test time (not a text digest)
+REFINED_MARKER = "refined"
 STATE_METADATA_KEYS = {"format", "version", "num_tokens", "added_texts", "generator", "generator_digest",
                        "generator_source"}
 
@@ -81,6 +83,11 @@ class GeneratedContext:
     @property
     def has_context(self) -> list[bool]:
         return [n > 0 for n in self.num_tokens]
+
+    @property
+    def refined(self) -> list[bool]:
+        """Per row: were its states refined at test time (`contextualize(..., refine_steps=N)`)?"""
+        return [texts[REFINED_MARKER] > 0 for texts in self.added_texts]
 
     def factors_for(self, module_key: str, adapter_name: str):
         """The factors of one module, or None for another adapter. Refuses factors made by generator weights that

@@ -19,6 +19,7 @@ from .context import GeneratedContext, text_digest
 from .encoding import encode_states
 from .inputs import TextInput, to_token_rows
 from .layer import GenerativeLinear
+from .refine import refine_context
 from .router import ContextRouter
 
 
@@ -151,8 +152,18 @@ class Generator:
         extend: Optional[GeneratedContext] = None,
         requires_grad: bool = False,
         progress: bool = True,
+        refine_steps: int = 0,
+        refine_lr: float = 0.05,
+        refine_max_tokens: int = 1024,
     ) -> GeneratedContext:
-        """Encode `text` (one row per text) into a new context, streamed into `extend` if given."""
+        """Encode `text` (one row per text) into a new context, streamed into `extend` if given; with
+        `refine_steps`, then refine its states on the reconstruction of `text` (see `refine.py`)."""
+        if refine_steps and requires_grad:
+            raise ValueError("refine_steps is a test-time option; training (requires_grad=True) does not refine.")
+        if refine_steps < 0 or isinstance(refine_steps, bool) or not isinstance(refine_steps, int):
+            raise ValueError(f"refine_steps must be a non-negative int, got {refine_steps!r}.")
+        if refine_max_tokens < 2:
+            raise ValueError(f"refine_max_tokens must be at least 2, got {refine_max_tokens}.")
         rows, chunk_prefix = to_token_rows(text, tokenizer or self.tokenizer, self.vocab_size)
         self._check_lengths(rows, extend)
         if extend is not None:
@@ -169,7 +180,11 @@ class Generator:
         with torch.set_grad_enabled(requires_grad):
             states = encode_states(self, rows, states, chunk_prefix=chunk_prefix, requires_grad=requires_grad,
                                    progress=progress)
-            return GeneratedContext(self, states, num_tokens, texts)
+            context = GeneratedContext(self, states, num_tokens, texts)
+        if refine_steps:
+            context = refine_context(self, context, rows, steps=refine_steps, lr=refine_lr,
+                                     max_tokens=refine_max_tokens)
+        return context
 
     def forget(self, context: GeneratedContext, text: TextInput, *, tokenizer=None) -> GeneratedContext:
         """Subtract a text added to `context` before (parallel encoding only). A row left with no text is exactly
@@ -183,6 +198,13 @@ class Generator:
         rows, chunk_prefix = to_token_rows(text, tokenizer or self.tokenizer, self.vocab_size)
         if len(rows) != len(context):
             raise ValueError(f"`context` has {len(context)} row(s) but {len(rows)} text(s) to forget were given.")
+        for i, refined in enumerate(context.refined):
+            if refined:
+                raise ValueError(
+                    f"Row {i} was refined at test time (refine_steps): its states are no longer a sum of per-text "
+                    "parts, so no text can be subtracted exactly. Contextualize the texts to keep without refinement "
+                    "(refine afterwards if you like)."
+                )
         for i, r in enumerate(rows):
             if context.added_texts[i][text_digest(r)] < 1:
                 raise ValueError(f"Row {i}: this text was never added to the context (or was already forgotten).")

@@ -215,6 +215,9 @@ class GenerativeAdapterModel(BaseTuner):
         activate: bool = True,
         requires_grad: bool = False,
         progress: bool = True,
+        refine_steps: int = 0,
+        refine_lr: float = 0.05,
+        refine_max_tokens: int = 1024,
     ) -> GeneratedContext:
         """Encode text into a per-context adapter in one pass over its tokens.
 
@@ -227,6 +230,12 @@ class GenerativeAdapterModel(BaseTuner):
                 `set_context` sets the default of every thread, `context=` applies to one call).
             requires_grad: keep the graph (training); by default encoding runs without gradients.
             progress: show a progress bar for multi-chunk contexts.
+            refine_steps: optional test-time refinement (off by default): this many Adam steps on the states so that
+                the adapted model, without the text in its prompt, reconstructs the text given here (its first
+                `refine_max_tokens` tokens); each step is one forward and backward pass over them. A refined row
+                can be saved, exported and extended, but not `forget`-ed.
+            refine_lr: Adam's learning rate, relative to each state's scale.
+            refine_max_tokens: how many of each text's tokens the refinement fits.
 
         Returns:
             A `GeneratedContext` with one row per input text.
@@ -234,7 +243,8 @@ class GenerativeAdapterModel(BaseTuner):
         if extend is not None:
             self.generator.check_owns(extend, "extend")
         result = self.generator.contextualize(text, tokenizer=tokenizer, extend=extend, requires_grad=requires_grad,
-                                              progress=progress)
+                                              progress=progress, refine_steps=refine_steps, refine_lr=refine_lr,
+                                              refine_max_tokens=refine_max_tokens)
         if activate:
             self.router.set_thread_default(result)
         return result
