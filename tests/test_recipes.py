@@ -33,8 +33,12 @@ def test_recipes_chain_from_one_fresh_generator_to_the_shipped_recipe():
     assert len(outputs) == len(parsed), "two recipes write the same output_dir"
     fresh = [name for name, (script_args, _) in parsed.items() if script_args.init_generator is None]
     assert fresh == ["pretrain_smollm2.yaml"]
+    # a stage may also start from what examples/scripts/fact_capability.py writes (`<out>/<name>/generator`)
+    capability = {name for name, (script_args, _) in parsed.items()
+                  if Path(script_args.init_generator or "").name == "generator"}
+    assert capability <= {"facts_replay_smollm2.yaml"}
     for name, (script_args, _) in parsed.items():
-        if script_args.init_generator is None:
+        if script_args.init_generator is None or name in capability:
             continue
         stage_dir, checkpoint = Path(script_args.init_generator).parent, Path(script_args.init_generator).name
         assert str(stage_dir) in outputs, f"{name} starts from {stage_dir}, which no recipe writes"
@@ -108,3 +112,23 @@ def test_fact_capability_checkpoints_resume_exactly(tmp_path):
             assert torch.equal(torch.as_tensor(optimizer.state[p][key]), again_optimizer.state[q][key]), key
     args = script.parse(["--name", "x"])
     assert script.train_document(7, args) == script.train_document(7, args)  # the training stream is deterministic
+
+
+def test_facts_replay_mixture_asks_every_question_of_a_document_in_one_row(tmp_path):
+    from peft_generative.data import build_synthetic_facts_dataset, read_jsonl, write_jsonl
+
+    from .conftest import load_example_script
+
+    build_synthetic_facts_dataset(tmp_path / "synthetic_facts", train_documents=20, heldout_documents=2)
+    write_jsonl(tmp_path / "pretraining" / "train.jsonl", [{"text": f"document {i} " * 50} for i in range(5)])
+    script = load_example_script("facts_replay_mixture")
+    counts = script.build(tmp_path, tmp_path / "mix.jsonl", text_documents=3)
+    rows = list(read_jsonl(tmp_path / "mix.jsonl"))
+    assert counts == {"fact_documents": 20, "text_documents": 3, "rows": 23} and len(rows) == 23
+    questions = {(r["context"], r["prompt"], r["completion"])
+                 for r in read_jsonl(tmp_path / "synthetic_facts" / "train.jsonl")}
+    asked = {(r["context"], u["content"], a["content"]) for r in rows if r["context"]
+             for u, a in zip(r["messages"][::2], r["messages"][1::2])}
+    assert asked == questions  # every question once, with its own document
+    assert all(set(r) == {"context", "messages", "text", "task"} for r in rows)
+    assert sum(bool(r["text"]) for r in rows) == 3

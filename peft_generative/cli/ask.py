@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
-from .common import (UsageError, add_model_args, check_model_args, check_output_dir, load_model, progress_enabled,
+from .common import (UsageError, add_model_args, add_refine_arg, check_model_args, check_output_dir, load_model, progress_enabled,
                      read_text)
 
 TERMINAL = "/dev/tty"
@@ -24,6 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--question", "-q", action="append", help="question (repeatable); none = interactive")
     parser.add_argument("--interactive", "-i", action="store_true", help="keep asking after the given questions")
     parser.add_argument("--save-lora", metavar="DIR", help="also save the generated adapter as a plain LoRA directory")
+    add_refine_arg(parser)
     parser.set_defaults(run=run, command_parser=parser)
     return parser
 
@@ -67,7 +68,7 @@ def run(args) -> int:
 
     model, tokenizer, _ = load_model(args)
     start = time.perf_counter()
-    ctx = model.contextualize(text, progress=progress_enabled())
+    ctx = model.contextualize(text, progress=progress_enabled(), refine_steps=args.refine_steps)
     print(f"[contextualized {ctx.num_tokens[0]} tokens in {time.perf_counter() - start:.2f} s]", file=sys.stderr)
     if args.save_lora:
         ctx.save_pretrained(args.save_lora)

@@ -60,6 +60,23 @@ def add_verbose_arg(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) 
                         help="show library warnings, progress bars and full tracebacks")
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def add_refine_arg(parser: argparse.ArgumentParser) -> None:
+    """`--refine-steps` (test-time refinement of each generated adapter; 0 = the one-pass method)."""
+    parser.add_argument("--refine-steps", type=non_negative_int, default=0, metavar="N",
+                        help="test-time refinement: N gradient steps on each generated adapter's state against the "
+                             "reconstruction of its context (default 0: the one-pass method)")
+
+
 def add_model_args(parser: argparse.ArgumentParser, *, max_new_tokens: Optional[int] = 48) -> None:
     """`--model`, `--generator` (and `--max-new-tokens` unless None) as every model-loading subcommand has them."""
     parser.add_argument("--model", default=None,

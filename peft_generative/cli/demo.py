@@ -7,7 +7,7 @@ import json
 import time
 from importlib import resources
 
-from .common import UNTRAINED, add_model_args, check_model_args, load_model, progress_enabled, read_text
+from .common import UNTRAINED, add_model_args, add_refine_arg, check_model_args, load_model, progress_enabled, read_text
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_model_args(parser)
     parser.add_argument("--document", help="use this UTF-8 text file instead of the bundled document")
     parser.add_argument("--question", action="append", help="ask this question (repeatable)")
+    add_refine_arg(parser)
     parser.set_defaults(run=run, command_parser=parser)
     return parser
 
@@ -36,7 +37,7 @@ def run(args) -> int:
     model, tokenizer, info = load_model(args)
     n_tokens = len(tokenizer(document, add_special_tokens=False)["input_ids"])
     start = time.perf_counter()
-    ctx = model.contextualize(document, progress=progress_enabled())
+    ctx = model.contextualize(document, progress=progress_enabled(), refine_steps=args.refine_steps)
     ctx_seconds = time.perf_counter() - start
     bytes_per = next(model.parameters()).element_size()
     adapter_bytes = ctx.adapter_numel * bytes_per

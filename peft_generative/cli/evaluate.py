@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (UNTRAINED, UsageError, add_model_args, check_input_dir, check_input_file, check_model_args,
+from .common import (UNTRAINED, UsageError, add_model_args, add_refine_arg, check_input_dir, check_input_file, check_model_args,
                      check_output_dir, int_list, positive_int, progress_enabled, quiet_libraries)
 
 # the same names as peft_generative.evaluation.TASKS / ALL_METHODS / METHODS / DEFAULT_BUCKETS /
@@ -53,9 +53,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--reuse-baselines", default=None, metavar="DIR",
                         help="reuse the closed-book and prompting answers of an earlier run in DIR (same data, "
                              "model and settings; checked): only the generator's methods are run again")
-    parser.add_argument("--refine-steps", type=int, default=0, metavar="N",
-                        help="test-time refinement: N gradient steps on each generated adapter's state against the "
-                             "reconstruction of its context (default 0: the one-pass method)")
+    add_refine_arg(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(run=run, command_parser=parser)
     return parser
@@ -65,8 +63,6 @@ def run(args) -> int:
     """Run `evaluate` from parsed `eval` arguments; prints the Markdown tables and the files written."""
     check_input_file(args.data, "--data")
     check_model_args(args)
-    if args.refine_steps < 0:
-        raise UsageError("--refine-steps must be >= 0 (0: no test-time refinement).")
     out = args.out or str(Path("eval_results") / args.task)
     check_output_dir(out, "--out")
     if args.reuse_baselines:
