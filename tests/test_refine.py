@@ -47,7 +47,8 @@ def test_refinement_is_deterministic_and_rows_are_independent():
     alone = model.contextualize(DOC_B, activate=False, progress=False, refine_steps=4)
     for key in both.states:
         assert torch.equal(both.states[key], again.states[key])
-        torch.testing.assert_close(both.states[key][1:], alone.states[key], rtol=1e-3, atol=1e-5)  # batched vs alone: float rounding only
+        # batched vs alone: float rounding only
+        torch.testing.assert_close(both.states[key][1:], alone.states[key], rtol=1e-3, atol=1e-5)
 
 
 def test_refined_context_saves_and_loads_as_refined_and_cannot_forget(tmp_path):

@@ -9,7 +9,8 @@ and the closed-book and context-in-prompt baselines.
     python examples/scripts/fact_capability.py --name gate --token-gate --cpu-budget 1440 --out runs/facts
 
 Resumable: run the same command again after a kill and it continues from `<out>/<name>/` (safetensors + JSON).
-Results: `<out>/<name>/result.json` and the trained generator in `<out>/<name>/generator`; progress lines `PROBE {...}` (the NLL gap on 24 held-out documents).
+Results: `<out>/<name>/result.json` and the trained generator in `<out>/<name>/generator`; progress lines
+`PROBE {...}` (the NLL gap on 24 held-out documents).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import sys
 import time
 from typing import Optional, TextIO
 
-from .common import (UsageError, add_model_args, add_refine_arg, check_model_args, check_output_dir, load_model, progress_enabled,
-                     read_text)
+from .common import (UsageError, add_model_args, add_refine_arg, check_model_args, check_output_dir, load_model,
+                     progress_enabled, read_text)
 
 TERMINAL = "/dev/tty"
 

@@ -7,7 +7,8 @@ import json
 import time
 from importlib import resources
 
-from .common import UNTRAINED, add_model_args, add_refine_arg, check_model_args, load_model, progress_enabled, read_text
+from .common import (UNTRAINED, add_model_args, add_refine_arg, check_model_args, load_model, progress_enabled,
+                     read_text)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

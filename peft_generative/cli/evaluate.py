@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (UNTRAINED, UsageError, add_model_args, add_refine_arg, check_input_dir, check_input_file, check_model_args,
-                     check_output_dir, int_list, positive_int, progress_enabled, quiet_libraries)
+from .common import (UNTRAINED, UsageError, add_model_args, add_refine_arg, check_input_dir, check_input_file,
+                     check_model_args, check_output_dir, int_list, positive_int, progress_enabled, quiet_libraries)
 
 # the same names as peft_generative.evaluation.TASKS / ALL_METHODS / METHODS / DEFAULT_BUCKETS /
 # DEFAULT_GROUP_SIZES (kept here so that `--help` does not import torch; a test checks that they agree)
