@@ -70,6 +70,7 @@ def test_refined_context_saves_and_loads_as_refined_and_cannot_forget(tmp_path):
     (dict(refine_steps=-1), "non-negative int"),
     (dict(refine_steps=2.5), "non-negative int"),
     (dict(refine_steps=True), "non-negative int"),
+    (dict(refine_steps="3"), "non-negative int"),
     (dict(refine_steps=2, refine_lr=0.0), "refine_lr must be positive"),
     (dict(refine_steps=2, refine_max_tokens=1), "at least 2"),
     (dict(refine_steps=2, requires_grad=True), "test-time option"),

@@ -88,16 +88,12 @@ def train_document(index: int, args) -> dict:
 
 def answer_nll(model, rows, pad_id):
     """Summed NLL and count of the answer tokens per row; the LM head runs on those positions only."""
-    generator = generator_of(model)
     batch = pad_rows([r[0] for r in rows], pad_id, labels=[r[1] for r in rows])
-    hidden = generator.body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            use_cache=False).last_hidden_state
-    target = batch["labels"][:, 1:]
-    picked = target != -100
-    logits = generator.model.get_output_embeddings()(hidden[:, :-1][picked])
-    nll = F.cross_entropy(logits.float(), target[picked], reduction="none")
-    per_row = torch.zeros(len(rows)).index_add(0, picked.nonzero()[:, 0], nll)
-    return per_row, picked.sum(1)
+    logits, target, row = generator_of(model).labelled_logits(batch["input_ids"], batch["attention_mask"],
+                                                              batch["labels"])
+    nll = F.cross_entropy(logits.float(), target, reduction="none")
+    per_row = torch.zeros(len(rows)).index_add(0, row, nll)
+    return per_row, (batch["labels"][:, 1:] != -100).sum(1)
 
 
 def qa_rows(tok, questions, answers):

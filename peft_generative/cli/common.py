@@ -35,14 +35,22 @@ class UsageError(Exception):
 
 
 # ---- argument types ---------------------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0, "an integer >= 0")
 
 
 def int_list(text: str) -> list[int]:
@@ -58,16 +66,6 @@ def int_list(text: str) -> list[int]:
 def add_verbose_arg(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", default=default,
                         help="show library warnings, progress bars and full tracebacks")
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def add_refine_arg(parser: argparse.ArgumentParser) -> None:

@@ -228,11 +228,7 @@ class GenerativeAdapterTrainer(SFTTrainer):
     def _answer_logprobs(self, input_ids, attention_mask, labels) -> torch.Tensor:
         """Log-probabilities over the vocabulary at the positions that predict labelled tokens, `(tokens, vocab)`:
         the LM head runs on those positions only."""
-        base = self.tuner.model
-        hidden = self.tuner.generator.body(input_ids=input_ids, attention_mask=attention_mask,
-                                           use_cache=False).last_hidden_state
-        predicting = labels[:, 1:] != -100
-        logits = base.get_output_embeddings()(hidden[:, :-1][predicting])
+        logits, _, _ = self.tuner.generator.labelled_logits(input_ids, attention_mask, labels)
         return torch.log_softmax(logits.float(), dim=-1)
 
     def _distill_loss(self, inputs, teacher) -> torch.Tensor:

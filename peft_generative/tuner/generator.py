@@ -124,6 +124,16 @@ class Generator:
                         "training run or a corrupt file). Load another generator; the base model is fine."
                     )
 
+    def labelled_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The LM head's logits at the positions that predict a labelled token (the head runs on those positions
+        only), under whatever context is active: `(logits (n, vocab), targets (n,), batch row of each (n,))`."""
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        target = labels[:, 1:]
+        picked = target != -100
+        logits = self.model.get_output_embeddings()(hidden[:, :-1][picked])
+        return logits, target[picked], picked.nonzero()[:, 0]
+
     # ---- states and factors ------------------------------------------------------------------------------------
     def empty_states(self, rows: int) -> dict[str, torch.Tensor]:
         return {
@@ -158,10 +168,10 @@ class Generator:
     ) -> GeneratedContext:
         """Encode `text` (one row per text) into a new context, streamed into `extend` if given; with
         `refine_steps`, then refine its states on the reconstruction of `text` (see `refine.py`)."""
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
+            raise ValueError(f"refine_steps must be a non-negative int, got {refine_steps!r}.")
         if refine_steps and requires_grad:
             raise ValueError("refine_steps is a test-time option; training (requires_grad=True) does not refine.")
-        if refine_steps < 0 or isinstance(refine_steps, bool) or not isinstance(refine_steps, int):
-            raise ValueError(f"refine_steps must be a non-negative int, got {refine_steps!r}.")
         if refine_max_tokens < 2:
             raise ValueError(f"refine_max_tokens must be at least 2, got {refine_max_tokens}.")
         rows, chunk_prefix = to_token_rows(text, tokenizer or self.tokenizer, self.vocab_size)

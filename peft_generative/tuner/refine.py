@@ -46,13 +46,10 @@ def reconstruction_loss(generator: "Generator", context: GeneratedContext, windo
     batch = pad_rows(windows, 0, labels=windows)  # padding is masked out of attention and loss
     device = generator.device
     with generator.router.using(context.rows(owners)):
-        hidden = generator.body(input_ids=batch["input_ids"].to(device),
-                                attention_mask=batch["attention_mask"].to(device), use_cache=False).last_hidden_state
-    target = batch["labels"][:, 1:].to(device)
-    picked = target != -100
-    logits = generator.model.get_output_embeddings()(hidden[:, :-1][picked])
-    nll = F.cross_entropy(logits.float(), target[picked], reduction="none")
-    which = torch.as_tensor(owners, device=device).unsqueeze(1).expand_as(target)[picked]
+        logits, target, window_of = generator.labelled_logits(
+            batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device))
+    nll = F.cross_entropy(logits.float(), target, reduction="none")
+    which = torch.as_tensor(owners, device=device)[window_of]
     per_row = torch.zeros(len(context), device=device).index_add(0, which, nll)
     count = torch.zeros(len(context), device=device).index_add(0, which, torch.ones_like(nll))
     return (per_row / count.clamp(min=1)).sum()
