@@ -549,6 +549,18 @@ def test_synthetic_facts_are_deterministic_balanced_and_answerable_only_from_the
     train_text = " ".join(row["context"] for row in train).lower()
     assert not set(SYLLABLES["train"]) & set(SYLLABLES["test"])
     assert not any(name.lower() in train_text for name in held_out_names)
+    # training names come from a wide inventory: they hardly ever repeat, so no list of likely answers can be learnt
+    train_names = [row["completion"] for row in train if row["type"] in ("person", "place")]
+    assert len(set(train_names)) > 0.95 * len(train_names) > 100
+    from peft_generative.data.synthetic_facts import fact_document
+
+    import re
+
+    narrow = re.compile(f"(?:{'|'.join(SYLLABLES['train_narrow'])})+")  # the first generators' names, for ablations
+    names = [a for i in range(20) for q in fact_document("train", i, train_syllables=SYLLABLES["train_narrow"])[
+        "questions"] if q["type"] in ("person", "place") for a in q["answers"]]
+    assert names and all(narrow.fullmatch(word.lower()) for name in names for word in name.split())
+    assert not all(narrow.fullmatch(word.lower()) for name in train_names for word in name.split())
     # the evaluation files load in the knowledge evaluation
     from peft_generative.evaluation.knowledge import load_documents
 

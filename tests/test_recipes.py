@@ -112,6 +112,9 @@ def test_fact_capability_checkpoints_resume_exactly(tmp_path):
             assert torch.equal(torch.as_tensor(optimizer.state[p][key]), again_optimizer.state[q][key]), key
     args = script.parse(["--name", "x"])
     assert script.train_document(7, args) == script.train_document(7, args)  # the training stream is deterministic
+    narrow = script.parse(["--name", "x", "--train-names", "narrow"])  # the first generators' names, for ablations
+    fact = next(i for i in range(20) if "facts" in script.train_document(i, args)["id"])
+    assert script.train_document(fact, narrow)["context"] != script.train_document(fact, args)["context"]
 
 
 def test_facts_replay_mixture_asks_every_question_of_a_document_in_one_row(tmp_path):

@@ -6,7 +6,7 @@ CPU time, then evaluates on held-out documents whose names were never seen in tr
 type with the own adapter and with another document's adapter (the control), the gold-answer NLL gap between them,
 and the closed-book and context-in-prompt baselines.
 
-    python examples/scripts/fact_capability.py --name gate --token-gate --cpu-budget 1440 --out runs/facts
+    python examples/scripts/fact_capability.py --name wide --token-gate --cpu-budget 640 --out runs/facts
 
 Resumable: run the same command again after a kill and it continues from `<out>/<name>/` (safetensors + JSON).
 Results: `<out>/<name>/result.json` and the trained generator in `<out>/<name>/generator`; progress lines
@@ -28,7 +28,7 @@ from peft import get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from peft_generative import GenerativeAdapterConfig, generator_of
-from peft_generative.data.synthetic_facts import fact_document, needle_document
+from peft_generative.data.synthetic_facts import SYLLABLES, fact_document, needle_document
 from peft_generative.default_model import load_base_model
 from peft_generative.evaluation.metrics import best_exact_match, best_f1, normalize_answer
 from peft_generative.loading import shipped_generator_path
@@ -48,6 +48,8 @@ def parse(argv=None):
     p.add_argument("--token-gate", action="store_true", help="GenerativeAdapterConfig(token_gate=True)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--docs-per-step", type=int, default=4)
+    p.add_argument("--train-names", choices=["wide", "narrow"], default="wide",
+                   help="training names from the wide syllable inventory (default) or the first, narrow one")
     p.add_argument("--needle-fraction", type=float, default=0.2)
     p.add_argument("--cpu-budget", type=float, default=720.0, help="training process CPU seconds")
     p.add_argument("--probe-every", type=int, default=40)
@@ -83,7 +85,8 @@ def train_document(index: int, args) -> dict:
     rng = random.Random(f"{args.seed}-train-mix-{index}")
     if rng.random() < args.needle_fraction:
         return needle_document("train", index, args.seed)
-    return fact_document("train", index, args.seed)
+    return fact_document("train", index, args.seed,
+                         train_syllables=SYLLABLES["train_narrow"] if args.train_names == "narrow" else None)
 
 
 def answer_nll(model, rows, pad_id):

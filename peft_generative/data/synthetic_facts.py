@@ -3,8 +3,10 @@
 Each document (60-120 tokens) states 4 of 5 facts about an invented organisation, among filler sentences: a 4-digit
 code, a founding year, a town, the leader's name and a treasured object, with one question per fact and its exact
 answer. A *needle* document hides one 4-digit code in filler text: whether an adapter can carry one exact token at
-all. Train, validation and test names are built from disjoint syllable sets, so no held-out name (or town) is ever
-seen in training; the question types are balanced (the BIG-bench passages ask "who" 90% of the time).
+all. Validation and test names are built from two small disjoint syllable sets; training names from a wide
+inventory (about 1,000 syllables) and never contain a held-out syllable, so no held-out name (or town) is ever seen
+in training, and so few training names repeat that a generator cannot learn a list of likely answers: it has to carry
+the name from the context. The question types are balanced (the BIG-bench passages ask "who" 90% of the time).
 
 Output (``build_synthetic_facts_dataset``): ``train.jsonl`` (instruction rows: ``context``, ``prompt``, ``completion``,
 ``type``), ``{validation,test}.eval.jsonl`` and ``{validation,test}.needle.eval.jsonl`` (knowledge evaluation format:
@@ -24,7 +26,8 @@ __all__ = ["FACT_TYPES", "build_synthetic_facts_dataset", "fact_document", "need
 
 FACT_TYPES = ("code", "year", "place", "person", "object")
 SYLLABLES = {
-    "train": ["ba", "den", "ko", "lor", "mi", "sen", "tal", "vor", "ru", "fen", "gar", "ith", "mel", "pra", "dun",
+    # the narrow training set of the first synthetic-facts generators (kept for ablations: `train_syllables`)
+    "train_narrow": ["ba", "den", "ko", "lor", "mi", "sen", "tal", "vor", "ru", "fen", "gar", "ith", "mel", "pra", "dun",
               "sa", "ker", "ly", "nor", "vel"],
     "validation": ["ti", "mar", "ob", "gre", "lun", "has", "pe", "dor", "ve", "sko", "nal", "bri", "ut", "cam",
                    "rie", "fo", "jos", "ka", "lim", "ser"],
@@ -51,20 +54,38 @@ FILLER = [
 ]
 
 
-def _name(rng: random.Random, split: str, parts: int) -> str:
-    return "".join(rng.choice(SYLLABLES[split]) for _ in range(parts)).capitalize()
+HELD_OUT_SYLLABLES = frozenset(SYLLABLES["validation"] + SYLLABLES["test"])
+SYLLABLES["train"] = [onset + vowel + coda
+                      for onset in ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br",
+                                    "dr", "gr", "kr", "pl", "st", "tr", "sh", "ch"]
+                      for vowel in ["a", "e", "i", "o", "u", "y"]
+                      for coda in ["", "n", "r", "l", "s", "m", "k", "x"]
+                      if onset + vowel + coda not in HELD_OUT_SYLLABLES]
 
 
-def fact_document(split: str, index: int, seed: int = 0, n_facts: int = 4) -> dict:
-    """Document `index` of `split`: `{"id", "context", "questions": [{"question", "answers", "type"}]}`."""
+def _name(rng: random.Random, split: str, parts: int, syllables: list[str] | None = None) -> str:
+    """A capitalised name of `parts` syllables. Training names containing a held-out syllable anywhere (also across a
+    syllable boundary) are drawn again, so no held-out name can occur inside a training name."""
+    pool = syllables or SYLLABLES[split]
+    while True:
+        name = "".join(rng.choice(pool) for _ in range(parts))
+        if split in ("validation", "test") or not any(s in name for s in HELD_OUT_SYLLABLES):
+            return name.capitalize()
+
+
+def fact_document(split: str, index: int, seed: int = 0, n_facts: int = 4,
+                  train_syllables: list[str] | None = None) -> dict:
+    """Document `index` of `split`: `{"id", "context", "questions": [{"question", "answers", "type"}]}`.
+    `train_syllables` replaces the training inventory (e.g. `SYLLABLES["train_narrow"]`); held-out splits ignore it."""
     rng = random.Random(f"{seed}-{split}-facts-{index}")
-    subject = f"the {_name(rng, split, 2)} {rng.choice(KINDS)}"
+    name = lambda parts: _name(rng, split, parts, train_syllables if split == "train" else None)  # noqa: E731
+    subject = f"the {name(2)} {rng.choice(KINDS)}"
     subject_start = subject[0].upper() + subject[1:]
     thing = rng.choice(THINGS)
     code = f"{rng.randint(1000, 9999)}"
     year = f"{rng.randint(1420, 1990)}"
-    town = _name(rng, split, rng.choice([2, 3]))
-    person = f"{_name(rng, split, 2)} {_name(rng, split, rng.choice([2, 3]))}"
+    town = name(rng.choice([2, 3]))
+    person = f"{name(2)} {name(rng.choice([2, 3]))}"
     thing_owned = f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}"
     facts = {
         "code": (rng.choice([f"The {thing} of {subject} opens only with the code {code}.",
