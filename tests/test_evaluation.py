@@ -522,3 +522,30 @@ def test_knowledge_probes_oracle_state_lowers_reconstruction_and_leaves_the_cont
                                                 "answers_with_overlap"}
     # a state fitted to the gold answer makes it less perplexing than the generated state does
     assert result["fitted_to_answer"]["gold_ppl_own"] < result["generated"]["gold_ppl_own"]
+
+
+def test_plot_facts_by_type_scores_each_question_type_from_the_predictions(tmp_path, capsys):
+    import json
+
+    from peft_generative.data import write_jsonl
+
+    from .conftest import load_example_script
+
+    data = tmp_path / "facts.eval.jsonl"
+    write_jsonl(data, [{"context": "c", "questions": [
+        {"question": "code?", "answers": ["1"], "type": "code"},
+        {"question": "who?", "answers": ["A"], "type": "person"},
+        {"question": "when?", "answers": ["2"], "type": "year"}]}])
+    rows = [("adapter", "code?", 1.0), ("adapter", "who?", 0.0), ("adapter", "when?", 1.0),
+            ("adapter_other_context", "code?", 0.0), ("adapter_other_context", "who?", 1.0),
+            ("prompting", "when?", 1.0), ("adapter", "not in the data file", 1.0)]
+    write_jsonl(tmp_path / "run" / "predictions.jsonl", [{"method": m, "question": q, "em": e} for m, q, e in rows])
+    script = load_example_script("plot_facts_by_type")
+    script.main(["--data", str(data), "--run", f"now={tmp_path / 'run'}", "--out", str(tmp_path / "types.png")])
+    printed = json.loads(capsys.readouterr().out.split("wrote")[0])
+    assert printed["now: adapter"] == {"code": 100.0, "person": 0.0, "year": 100.0}
+    assert printed["now: another document's adapter"] == {"code": 0.0, "person": 100.0, "year": 0.0}
+    assert printed["now: context in prompt"]["year"] == 100.0
+    assert (tmp_path / "types.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        script.main(["--data", str(data), "--run", "no-directory", "--out", str(tmp_path / "x.png")])

@@ -6,6 +6,7 @@ show up after minutes of data loading; these tests catch it without training.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,19 @@ def test_facts_replay_mixture_asks_every_question_of_a_document_in_one_row(tmp_p
     assert asked == questions  # every question once, with its own document
     assert all(set(r) == {"context", "messages", "text", "task"} for r in rows)
     assert sum(bool(r["text"]) for r in rows) == 3
+    # grouped rows: several documents in one context, each question asked with the document that answers it
+    counts = script.build(tmp_path, tmp_path / "grouped.jsonl", text_documents=3, grouped=6, max_group=4)
+    assert counts == {"fact_documents": 20, "text_documents": 3, "rows": 29, "grouped": 6}
+    by_question = {(p, c): ctx for ctx, p, c in questions}
+    grouped = [r for r in read_jsonl(tmp_path / "grouped.jsonl") if "\n\n" in r["context"]]
+    assert len(grouped) == 6 and all(2 <= r["context"].count("\n\n") + 1 <= 4 for r in grouped)
+    for row in grouped:
+        pairs = list(zip(row["messages"][::2], row["messages"][1::2]))
+        members = row["context"].split("\n\n")
+        asked_there = Counter(p for ctx, p, _ in questions if ctx in members)
+        unambiguous = sum(n == 1 for n in asked_there.values())  # two needles both ask for "the secret code"
+        assert len(pairs) == min(4, unambiguous) > 0
+        assert all(asked_there[u["content"]] == 1 for u, _ in pairs)
+        assert all(by_question[(u["content"], a["content"])] in row["context"].split("\n\n") for u, a in pairs)
+    with pytest.raises(ValueError, match="max-group"):
+        script.build(tmp_path, tmp_path / "bad.jsonl", grouped=2, max_group=1)

@@ -2,7 +2,10 @@
 
 Every synthetic fact document becomes one instruction row whose `messages` ask all of its questions in turn (the
 document is encoded once for its four answers); `--text-documents` pretraining documents are added as `text` rows
-(replayed completion + reconstruction). Shuffled with a fixed seed; only training splits are read.
+(replayed completion + reconstruction). `--grouped N` adds N rows whose context joins 2 to `--max-group` fact
+documents (as the evaluation groups them, separated by a blank line) and asks 4 of their questions, so the
+generator also learns to keep facts apart in longer contexts. Shuffled with a fixed seed; only training splits are
+read.
 
     python examples/scripts/facts_replay_mixture.py --data data --out data/sft/train_facts_replay.jsonl
 """
@@ -11,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import random
+from collections import Counter
 from pathlib import Path
 
 from peft_generative.data import read_jsonl, write_jsonl
+from peft_generative.evaluation.knowledge import DOCUMENT_SEPARATOR
 
 
 def fact_rows(path: Path) -> list[dict]:
@@ -29,15 +34,38 @@ def fact_rows(path: Path) -> list[dict]:
     return list(grouped.values())
 
 
-def build(data: Path, out: Path, text_documents: int = 600, seed: int = 0) -> dict:
+def grouped_rows(facts: list[dict], count: int, max_group: int, rng: random.Random) -> list[dict]:
+    """`count` rows, each joining 2..`max_group` distinct documents of `facts` and asking 4 of their questions (only
+    questions no other member document asks too: two needles both ask for "the secret code")."""
+    if count and not 2 <= max_group <= len(facts):
+        raise ValueError(f"--max-group must be between 2 and the number of fact documents ({len(facts)}).")
+    rows = []
+    while len(rows) < count:
+        members = rng.sample(facts, rng.randint(2, max_group))
+        turns = [pair for m in members for pair in zip(m["messages"][::2], m["messages"][1::2])]
+        asked_how_often = Counter(user["content"] for user, _ in turns)
+        turns = [(user, answer) for user, answer in turns if asked_how_often[user["content"]] == 1]  # no ambiguity
+        if not turns:
+            continue
+        asked = rng.sample(turns, min(4, len(turns)))
+        rows.append({"context": DOCUMENT_SEPARATOR.join(m["context"] for m in members),
+                     "messages": [turn for pair in asked for turn in pair], "text": "", "task": "synthetic_facts"})
+    return rows
+
+
+def build(data: Path, out: Path, text_documents: int = 600, seed: int = 0, grouped: int = 0,
+          max_group: int = 8) -> dict:
     facts = fact_rows(data / "synthetic_facts" / "train.jsonl")
     texts = [r["text"] for r in read_jsonl(data / "pretraining" / "train.jsonl") if r.get("text", "").strip()]
     rng = random.Random(seed)
     rng.shuffle(texts)
-    rows = facts + [{"context": "", "messages": [], "text": t, "task": "pretraining"} for t in texts[:text_documents]]
+    groups = grouped_rows(facts, grouped, max_group, random.Random(f"{seed}-grouped"))
+    rows = facts + groups + [{"context": "", "messages": [], "text": t, "task": "pretraining"}
+                             for t in texts[:text_documents]]
     rng.shuffle(rows)
     write_jsonl(out, rows)
-    return {"fact_documents": len(facts), "text_documents": min(text_documents, len(texts)), "rows": len(rows)}
+    counts = {"fact_documents": len(facts), "text_documents": min(text_documents, len(texts)), "rows": len(rows)}
+    return counts | ({"grouped": len(groups)} if grouped else {})
 
 
 def main(argv=None) -> None:
@@ -45,9 +73,11 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=Path("data"), help="output of `python -m peft_generative.data`")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--text-documents", type=int, default=600)
+    parser.add_argument("--grouped", type=int, default=0, help="rows joining several fact documents (default 0)")
+    parser.add_argument("--max-group", type=int, default=8, help="most documents in a grouped row (default 8)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(build(args.data, args.out, args.text_documents, args.seed))
+    print(build(args.data, args.out, args.text_documents, args.seed, args.grouped, args.max_group))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from peft_generative.data import read_jsonl
 
-METHODS = {"adapter": "adapter", "adapter_other_context": "another document's adapter", "prompting": "context in prompt"}
+METHODS = {"adapter": "adapter", "adapter_other_context": "another document's adapter",
+           "prompting": "context in prompt"}
 
 
 def em_by_type(run_dir: Path, types: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -44,7 +45,8 @@ def main(argv=None) -> None:
         scores = em_by_type(Path(directory), types)
         bars.append((f"{label}: adapter", scores["adapter"]))
         if i == len(args.run) - 1:
-            bars += [(f"{label}: {METHODS[m]}", scores[m]) for m in ("adapter_other_context", "prompting") if m in scores]
+            bars += [(f"{label}: {METHODS[m]}", scores[m])
+                     for m in ("adapter_other_context", "prompting") if m in scores]
     print(json.dumps({label: {t: round(v.get(t, 0.0), 1) for t in order} for label, v in bars}, indent=1))
 
     import matplotlib
