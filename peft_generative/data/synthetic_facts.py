@@ -4,7 +4,7 @@ Each document (60-120 tokens) states 4 of 5 facts about an invented organisation
 code, a founding year, a town, the leader's name and a treasured object, with one question per fact and its exact
 answer. A *needle* document hides one 4-digit code in filler text: whether an adapter can carry one exact token at
 all. Validation and test names are built from two small disjoint syllable sets; training names from a wide
-inventory (about 1,000 syllables) and never contain a held-out syllable, so no held-out name (or town) is ever seen
+inventory (1,176 syllables) and never contain a held-out syllable, so no held-out name (or town) is ever seen
 in training, and so few training names repeat that a generator cannot learn a list of likely answers: it has to carry
 the name from the context. The question types are balanced (the BIG-bench passages ask "who" 90% of the time).
 
@@ -26,9 +26,10 @@ __all__ = ["FACT_TYPES", "build_synthetic_facts_dataset", "fact_document", "need
 
 FACT_TYPES = ("code", "year", "place", "person", "object")
 SYLLABLES = {
-    # the narrow training set of the first synthetic-facts generators (kept for ablations: `train_syllables`)
-    "train_narrow": ["ba", "den", "ko", "lor", "mi", "sen", "tal", "vor", "ru", "fen", "gar", "ith", "mel", "pra", "dun",
-              "sa", "ker", "ly", "nor", "vel"],
+    # the narrow training set of the first synthetic-facts generators, for ablations (`train_syllables`; names are
+    # drawn under the held-out rule of `_name`, so not byte for byte the first generators' documents)
+    "train_narrow": ["ba", "den", "ko", "lor", "mi", "sen", "tal", "vor", "ru", "fen", "gar", "ith", "mel", "pra",
+                     "dun", "sa", "ker", "ly", "nor", "vel"],
     "validation": ["ti", "mar", "ob", "gre", "lun", "has", "pe", "dor", "ve", "sko", "nal", "bri", "ut", "cam",
                    "rie", "fo", "jos", "ka", "lim", "ser"],
     "test": ["zo", "qui", "hep", "wy", "jan", "cu", "bex", "ost", "yul", "fra", "dra", "mok", "tiv", "ela", "sum",
@@ -55,11 +56,10 @@ FILLER = [
 
 
 HELD_OUT_SYLLABLES = frozenset(SYLLABLES["validation"] + SYLLABLES["test"])
-SYLLABLES["train"] = [onset + vowel + coda
-                      for onset in ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br",
-                                    "dr", "gr", "kr", "pl", "st", "tr", "sh", "ch"]
-                      for vowel in ["a", "e", "i", "o", "u", "y"]
-                      for coda in ["", "n", "r", "l", "s", "m", "k", "x"]
+ONSETS = ["b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "dr", "gr", "kr", "pl",
+          "st", "tr", "sh", "ch"]
+SYLLABLES["train"] = [onset + vowel + coda  # the wide inventory: 1,176 syllables
+                      for onset in ONSETS for vowel in "aeiouy" for coda in ["", "n", "r", "l", "s", "m", "k", "x"]
                       if onset + vowel + coda not in HELD_OUT_SYLLABLES]
 
 
