@@ -569,6 +569,45 @@ def test_synthetic_facts_are_deterministic_balanced_and_answerable_only_from_the
         build_synthetic_facts_dataset(tmp_path / "c", train_documents=0)
 
 
+def test_synthetic_articles_hold_out_names_and_phrasings_and_need_the_relation_not_the_type(tmp_path):
+    from peft_generative.data import build_synthetic_articles_dataset, read_jsonl
+    from peft_generative.evaluation.knowledge import load_documents
+
+    paths = build_synthetic_articles_dataset(tmp_path / "a", train_documents=150, heldout_documents=30)
+    again = build_synthetic_articles_dataset(tmp_path / "b", train_documents=150, heldout_documents=30)
+    for key, path in paths.items():
+        assert path.read_bytes() == again[key].read_bytes(), key  # a pure function of the seed
+    train = list(read_jsonl(paths["train"]))
+    test = list(read_jsonl(paths["test.eval"]))
+    assert {d["kind"] for d in test} == {"building", "person", "company"}
+    assert all(row["completion"].lower() in row["context"].lower() for row in train)
+    assert all(a.lower() in doc["context"].lower() for doc in test for q in doc["questions"] for a in q["answers"])
+    # several values of the asked type in one article: the relation picks the answer, not the type
+    import re
+
+    for doc in test:
+        assert len(set(re.findall(r"\b1[789]\d\d\b|\b20[01]\d\b", doc["context"]))) >= 4
+        assert len(doc["questions"]) == 6 and len({q["relation"] for q in doc["questions"]}) == 6
+    # held-out people and places never occur in training, nor the last phrasing of a sentence or a question
+    train_text = " ".join(row["context"] + " " + row["prompt"] for row in train)
+    held_out = {a for doc in test for q in doc["questions"] if q["type"] in ("person", "place") for a in q["answers"]}
+    assert held_out and not any(name in train_text for name in held_out)
+    test_text = " ".join(doc["context"] + " ".join(q["question"] for q in doc["questions"]) for doc in test)
+    reserved = ("came into the world", "persuaded", "Of everything it owns", "most valuable item", "leave from")
+    assert not any(phrase in train_text for phrase in reserved)
+    assert all(phrase in test_text for phrase in reserved)
+    # the bundled demo article is not a template of the training articles: no six-word sequence in common
+    from importlib.resources import files
+
+    from peft_generative.data.overlap import OverlapFilter
+
+    demo = OverlapFilter([files("peft_generative").joinpath("assets/quillmoor.txt").read_text()], n=6)
+    assert not any(demo.overlaps(row["context"]) for row in train[::6])
+    assert len(load_documents(paths["test.eval"])) == 30  # the knowledge evaluation reads the file
+    with pytest.raises(ValueError, match="positive"):
+        build_synthetic_articles_dataset(tmp_path / "c", heldout_documents=0)
+
+
 def test_an_unreachable_source_gives_a_clear_error_naming_where_to_put_the_file(tmp_path, monkeypatch, capsys):
     from peft_generative.data import __main__ as data_main
     from peft_generative.data import cache

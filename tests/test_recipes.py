@@ -152,3 +152,14 @@ def test_facts_replay_mixture_asks_every_question_of_a_document_in_one_row(tmp_p
         assert all(by_question[(u["content"], a["content"])] in row["context"].split("\n\n") for u, a in pairs)
     with pytest.raises(ValueError, match="max-group"):
         script.build(tmp_path, tmp_path / "bad.jsonl", grouped=2, max_group=1)
+    # articles (free prose) join the mixture with all their questions in one row; --facts keeps the first N documents
+    from peft_generative.data import build_synthetic_articles_dataset
+
+    build_synthetic_articles_dataset(tmp_path / "synthetic_articles", train_documents=5, heldout_documents=1)
+    counts = script.build(tmp_path, tmp_path / "articles.jsonl", text_documents=0, articles=4, facts=10)
+    assert counts == {"fact_documents": 10, "text_documents": 0, "rows": 14, "articles": 4}
+    stories = [r for r in read_jsonl(tmp_path / "articles.jsonl") if r["task"] == "synthetic_articles"]
+    assert len(stories) == 4 and all(len(r["messages"]) == 12 for r in stories)
+    assert all(a["content"] in r["context"] for r in stories for a in r["messages"][1::2])
+    with pytest.raises(ValueError, match="only 5 articles"):
+        script.build(tmp_path, tmp_path / "bad.jsonl", articles=6)

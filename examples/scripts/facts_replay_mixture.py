@@ -4,8 +4,9 @@ Every synthetic fact document becomes one instruction row whose `messages` ask a
 document is encoded once for its four answers); `--text-documents` pretraining documents are added as `text` rows
 (replayed completion + reconstruction). `--grouped N` adds N rows whose context joins 2 to `--max-group` fact
 documents (as the evaluation groups them, separated by a blank line) and asks 4 of their questions, so the
-generator also learns to keep facts apart in longer contexts. Shuffled with a fixed seed; only training splits are
-read.
+generator also learns to keep facts apart in longer contexts. `--articles N` adds N synthetic articles (free prose,
+several values of each type; `python -m peft_generative.data --synthetic_articles`), all their questions in one row;
+`--facts N` keeps only the first N fact documents. Shuffled with a fixed seed; only training splits are read.
 
     python examples/scripts/facts_replay_mixture.py --data data --out data/sft/train_facts_replay.jsonl
 """
@@ -22,11 +23,11 @@ from peft_generative.evaluation.knowledge import DOCUMENT_SEPARATOR
 
 
 def fact_rows(path: Path) -> list[dict]:
-    """One multi-turn row per document of a synthetic-facts `train.jsonl` (one question per line there)."""
+    """One multi-turn row per document of a synthetic facts or articles `train.jsonl` (one question per line)."""
     grouped: dict[str, dict] = {}
     for record in read_jsonl(path):
         row = grouped.setdefault(record["id"], {"context": record["context"], "messages": [], "text": "",
-                                                "task": "synthetic_facts"})
+                                                "task": record.get("task", "synthetic_facts")})
         if row["context"] != record["context"]:
             raise ValueError(f"{path}: document {record['id']} appears with two different contexts.")
         row["messages"] += [{"role": "user", "content": record["prompt"]},
@@ -54,18 +55,21 @@ def grouped_rows(facts: list[dict], count: int, max_group: int, rng: random.Rand
 
 
 def build(data: Path, out: Path, text_documents: int = 600, seed: int = 0, grouped: int = 0,
-          max_group: int = 8) -> dict:
-    facts = fact_rows(data / "synthetic_facts" / "train.jsonl")
+          max_group: int = 8, articles: int = 0, facts: int | None = None) -> dict:
+    facts = fact_rows(data / "synthetic_facts" / "train.jsonl")[:facts]
+    stories = fact_rows(data / "synthetic_articles" / "train.jsonl")[:articles] if articles else []
+    if len(stories) < articles:
+        raise ValueError(f"--articles {articles}: {data / 'synthetic_articles'} has only {len(stories)} articles.")
     texts = [r["text"] for r in read_jsonl(data / "pretraining" / "train.jsonl") if r.get("text", "").strip()]
     rng = random.Random(seed)
     rng.shuffle(texts)
     groups = grouped_rows(facts, grouped, max_group, random.Random(f"{seed}-grouped"))
-    rows = facts + groups + [{"context": "", "messages": [], "text": t, "task": "pretraining"}
+    rows = facts + groups + stories + [{"context": "", "messages": [], "text": t, "task": "pretraining"}
                              for t in texts[:text_documents]]
     rng.shuffle(rows)
     write_jsonl(out, rows)
     counts = {"fact_documents": len(facts), "text_documents": min(text_documents, len(texts)), "rows": len(rows)}
-    return counts | ({"grouped": len(groups)} if grouped else {})
+    return counts | ({"grouped": len(groups)} if grouped else {}) | ({"articles": len(stories)} if articles else {})
 
 
 def main(argv=None) -> None:
@@ -75,9 +79,12 @@ def main(argv=None) -> None:
     parser.add_argument("--text-documents", type=int, default=600)
     parser.add_argument("--grouped", type=int, default=0, help="rows joining several fact documents (default 0)")
     parser.add_argument("--max-group", type=int, default=8, help="most documents in a grouped row (default 8)")
+    parser.add_argument("--articles", type=int, default=0, help="synthetic articles (free prose; default 0)")
+    parser.add_argument("--facts", type=int, default=None, help="keep only the first N fact documents (default all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(build(args.data, args.out, args.text_documents, args.seed, args.grouped, args.max_group))
+    print(build(args.data, args.out, args.text_documents, args.seed, args.grouped, args.max_group, args.articles,
+                args.facts))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ an output directory and returns ``{name: path}``; the output is a pure function 
 - :func:`build_conversation_dataset`: multi-session chit-chat (chitchat-dataset), split by speaker pair.
 - :func:`build_synthetic_facts_dataset`: invented organisations with facts of every kind (codes, years, towns,
   people, objects) and needle documents; nothing to download.
+- :func:`build_synthetic_articles_dataset`: free-prose articles about invented buildings, people and companies, with
+  several values of each type per article and held-out phrasings; nothing to download.
 - :func:`build_all`: download (once, into :func:`data_dir`) and build everything.
 
 Command line: ``python -m peft_generative.data --all --out DIR``.
@@ -30,11 +32,13 @@ from .knowledge import build_knowledge_dataset, knowledge_passages, parse_exampl
 from .mixture import build_sft_mixture
 from .pretraining import PRETRAINING_SOURCES, build_pretraining_corpus
 from .splits import assign_split, stable_hash
+from .synthetic_articles import build_synthetic_articles_dataset
 from .synthetic_facts import build_synthetic_facts_dataset
 from .build import DATASETS, build_all
 
 __all__ = [
     "build_sft_mixture",
+    "build_synthetic_articles_dataset",
     "build_synthetic_facts_dataset",
     "DATA_ENV",
     "DATASETS",

@@ -13,13 +13,14 @@ from .demonstrations import build_demonstrations_dataset
 from .knowledge import build_knowledge_dataset, knowledge_passages
 from .pretraining import build_pretraining_corpus
 from .progress import progress
+from .synthetic_articles import build_synthetic_articles_dataset
 from .synthetic_facts import build_synthetic_facts_dataset
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "build_all"]
 
-DATASETS = ("knowledge", "demonstrations", "conversation", "pretraining", "synthetic_facts")
+DATASETS = ("knowledge", "demonstrations", "conversation", "pretraining", "synthetic_facts", "synthetic_articles")
 
 
 def build_all(
@@ -53,6 +54,8 @@ def build_all(
             results[name] = build_conversation_dataset(target, seed=seed, data_root=data_root, quiet=quiet)
         elif name == "synthetic_facts":
             results[name] = build_synthetic_facts_dataset(target, seed=seed, quiet=quiet)
+        elif name == "synthetic_articles":
+            results[name] = build_synthetic_articles_dataset(target, seed=seed, quiet=quiet)
         else:
             exclude = knowledge_passages(data_root=data_root) if exclude_eval_passages else None
             results[name] = build_pretraining_corpus(target, seed=seed, data_root=data_root, exclude_texts=exclude,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .jsonl import write_json, write_jsonl
 
-__all__ = ["FACT_TYPES", "build_synthetic_facts_dataset", "fact_document", "needle_document"]
+__all__ = ["FACT_TYPES", "build_synthetic_facts_dataset", "fact_document", "invented_name", "needle_document"]
 
 FACT_TYPES = ("code", "year", "place", "person", "object")
 SYLLABLES = {
@@ -63,7 +63,7 @@ SYLLABLES["train"] = [onset + vowel + coda  # the wide inventory: 1,176 syllable
                       if onset + vowel + coda not in HELD_OUT_SYLLABLES]
 
 
-def _name(rng: random.Random, split: str, parts: int, syllables: list[str] | None = None) -> str:
+def invented_name(rng: random.Random, split: str, parts: int, syllables: list[str] | None = None) -> str:
     """A capitalised name of `parts` syllables. Training names containing a held-out syllable anywhere (also across a
     syllable boundary) are drawn again, so no held-out name can occur inside a training name."""
     pool = syllables or SYLLABLES[split]
@@ -78,7 +78,7 @@ def fact_document(split: str, index: int, seed: int = 0, n_facts: int = 4,
     """Document `index` of `split`: `{"id", "context", "questions": [{"question", "answers", "type"}]}`.
     `train_syllables` replaces the training inventory (e.g. `SYLLABLES["train_narrow"]`); held-out splits ignore it."""
     rng = random.Random(f"{seed}-{split}-facts-{index}")
-    name = lambda parts: _name(rng, split, parts, train_syllables if split == "train" else None)  # noqa: E731
+    name = lambda parts: invented_name(rng, split, parts, train_syllables if split == "train" else None)  # noqa: E731
     subject = f"the {name(2)} {rng.choice(KINDS)}"
     subject_start = subject[0].upper() + subject[1:]
     thing = rng.choice(THINGS)
