@@ -160,6 +160,6 @@ def test_facts_replay_mixture_asks_every_question_of_a_document_in_one_row(tmp_p
     assert counts == {"fact_documents": 10, "text_documents": 0, "rows": 14, "articles": 4}
     stories = [r for r in read_jsonl(tmp_path / "articles.jsonl") if r["task"] == "synthetic_articles"]
     assert len(stories) == 4 and all(len(r["messages"]) == 12 for r in stories)
-    assert all(a["content"] in r["context"] for r in stories for a in r["messages"][1::2])
+    assert all(a["content"].lower() in r["context"].lower() for r in stories for a in r["messages"][1::2])
     with pytest.raises(ValueError, match="only 5 articles"):
         script.build(tmp_path, tmp_path / "bad.jsonl", articles=6)
