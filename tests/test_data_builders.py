@@ -526,14 +526,20 @@ def test_sft_mixture_samples_training_splits_and_replays_text(tmp_path):
     assert all("text" not in row for row in read_jsonl(tmp_path / "plain.jsonl"))
 
 
+def built_twice(builder, tmp_path, **sizes) -> dict:
+    """Build a dataset into two directories, check the files are byte-identical (a pure function of the seed) and
+    return the first build's paths."""
+    paths, again = builder(tmp_path / "a", **sizes), builder(tmp_path / "b", **sizes)
+    for key, path in paths.items():
+        assert path.read_bytes() == again[key].read_bytes(), key
+    return paths
+
+
 def test_synthetic_facts_are_deterministic_balanced_and_answerable_only_from_the_context(tmp_path):
     from peft_generative.data import build_synthetic_facts_dataset, read_jsonl
     from peft_generative.data.synthetic_facts import SYLLABLES
 
-    paths = build_synthetic_facts_dataset(tmp_path / "a", train_documents=300, heldout_documents=40)
-    again = build_synthetic_facts_dataset(tmp_path / "b", train_documents=300, heldout_documents=40)
-    for key, path in paths.items():
-        assert path.read_bytes() == again[key].read_bytes(), key  # a pure function of the seed
+    paths = built_twice(build_synthetic_facts_dataset, tmp_path, train_documents=300, heldout_documents=40)
     train = list(read_jsonl(paths["train"]))
     test = list(read_jsonl(paths["test.eval"]))
     needles = list(read_jsonl(paths["test.needle.eval"]))
@@ -573,10 +579,7 @@ def test_synthetic_articles_hold_out_names_and_phrasings_and_need_the_relation_n
     from peft_generative.data import build_synthetic_articles_dataset, read_jsonl
     from peft_generative.evaluation.knowledge import load_documents
 
-    paths = build_synthetic_articles_dataset(tmp_path / "a", train_documents=150, heldout_documents=30)
-    again = build_synthetic_articles_dataset(tmp_path / "b", train_documents=150, heldout_documents=30)
-    for key, path in paths.items():
-        assert path.read_bytes() == again[key].read_bytes(), key  # a pure function of the seed
+    paths = built_twice(build_synthetic_articles_dataset, tmp_path, train_documents=150, heldout_documents=30)
     train = list(read_jsonl(paths["train"]))
     test = list(read_jsonl(paths["test.eval"]))
     assert {d["kind"] for d in test} == {"building", "person", "company"}

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from .jsonl import write_json, write_jsonl
-from .synthetic_facts import invented_name
+from .synthetic_facts import instruction_rows, invented_name
 
 __all__ = ["ARTICLE_KINDS", "article_document", "build_synthetic_articles_dataset"]
 
@@ -339,9 +339,8 @@ def build_synthetic_articles_dataset(out_dir: str | os.PathLike, *, seed: int = 
     out = Path(out_dir)
     train = [article_document("train", i, seed) for i in range(train_documents)]
     paths = {"train": out / "train.jsonl"}
-    rows = ({"id": d["id"], "context": d["context"], "prompt": q["question"], "completion": q["answers"][0],
-             "type": q["type"], "task": "synthetic_articles"} for d in train for q in d["questions"])
-    counts = {"train": {"documents": len(train), "questions": write_jsonl(paths["train"], rows)}}
+    questions = write_jsonl(paths["train"], instruction_rows(train, "synthetic_articles"))
+    counts = {"train": {"documents": len(train), "questions": questions}}
     for split in ("validation", "test"):
         documents = [article_document(split, i, seed) for i in range(heldout_documents)]
         paths[f"{split}.eval"] = out / f"{split}.eval.jsonl"

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .jsonl import write_json, write_jsonl
 
-__all__ = ["FACT_TYPES", "build_synthetic_facts_dataset", "fact_document", "invented_name", "needle_document"]
+__all__ = ["FACT_TYPES", "build_synthetic_facts_dataset", "fact_document", "instruction_rows", "invented_name",
+           "needle_document"]
 
 FACT_TYPES = ("code", "year", "place", "person", "object")
 SYLLABLES = {
@@ -124,11 +125,12 @@ def needle_document(split: str, index: int, seed: int = 0) -> dict:
             "questions": [{"question": "What is the secret code?", "answers": [code], "type": "needle"}]}
 
 
-def _instruction_rows(documents: list[dict]):
+def instruction_rows(documents: list[dict], task: str = "synthetic_facts"):
+    """One training row per question of each document (`id`, `context`, `prompt`, `completion`, `type`, `task`)."""
     for doc in documents:
         for q in doc["questions"]:
             yield {"id": doc["id"], "context": doc["context"], "prompt": q["question"], "completion": q["answers"][0],
-                   "type": q["type"], "task": "synthetic_facts"}
+                   "type": q["type"], "task": task}
 
 
 def build_synthetic_facts_dataset(out_dir: str | os.PathLike, *, seed: int = 0, train_documents: int = 4000,
@@ -146,7 +148,7 @@ def build_synthetic_facts_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
     train = [needle_document("train", i, seed) if mix.random() < needle_fraction else fact_document("train", i, seed)
              for i in range(train_documents)]
     paths = {"train": out / "train.jsonl"}
-    counts = {"train": {"documents": len(train), "questions": write_jsonl(paths["train"], _instruction_rows(train)),
+    counts = {"train": {"documents": len(train), "questions": write_jsonl(paths["train"], instruction_rows(train)),
                         "types": dict(Counter(q["type"] for d in train for q in d["questions"]))}}
     for split in ("validation", "test"):
         facts = [fact_document(split, i, seed) for i in range(heldout_documents)]
