@@ -609,6 +609,41 @@ def test_synthetic_articles_hold_out_names_and_phrasings_and_need_the_relation_n
     assert len(load_documents(paths["test.eval"])) == 30  # the knowledge evaluation reads the file
     with pytest.raises(ValueError, match="positive"):
         build_synthetic_articles_dataset(tmp_path / "c", heldout_documents=0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        build_synthetic_articles_dataset(tmp_path / "c", english_share=1.5)
+
+
+def test_synthetic_articles_with_english_names_hold_out_names_and_keep_the_demo_out(tmp_path):
+    from peft_generative.data import build_synthetic_articles_dataset, read_jsonl
+    from peft_generative.data.synthetic_articles import DEMO_NAMES, english_names
+
+    paths = build_synthetic_articles_dataset(tmp_path / "a", train_documents=200, heldout_documents=20)
+    invented = build_synthetic_articles_dataset(tmp_path / "b", train_documents=200, heldout_documents=20,
+                                                english_share=0.0)
+    names = english_names()
+    train_first, held_first = set(names["train"]["first"]), set(names["held_out"]["first"])
+    assert len(train_first) > 500 and len(names["train"]["last"]) > 1000 and len(held_first) > 100
+    assert not train_first & held_first and not set(names["train"]["last"]) & set(names["held_out"]["last"])
+    train = list(read_jsonl(paths["train"]))
+    english = {row["id"].rsplit("-", 1)[1] for row in train if row["id"].startswith("train-english-article-")}
+    assert 0.3 < len(english) / 200 < 0.7  # about half the articles (english_share 0.5)
+    assert all(row["completion"].split()[0] in train_first for row in train
+               if row["type"] == "person" and row["id"].startswith("train-english-"))
+    # the other articles are those of english_share=0, byte for byte; the held-out invented articles do not change
+    assert [row for row in train if not row["id"].startswith("train-english-")] == \
+        [row for row in read_jsonl(invented["train"]) if row["id"].rsplit("-", 1)[1] not in english]
+    assert paths["test.eval"].read_bytes() == invented["test.eval"].read_bytes()
+    # held-out English people: held-out first and last names, never in training
+    test = list(read_jsonl(paths["test_english.eval"]))
+    held = {a for doc in test for q in doc["questions"] if q["type"] == "person" for a in q["answers"]}
+    assert held and all(p.split()[0] in held_first and p.split()[1] in names["held_out"]["last"] for p in held)
+    train_text = " ".join(row["context"] + " " + row["prompt"] for row in train)
+    assert not any(person in train_text for person in held)
+    # the demo's names are in no list and no training article
+    import re
+
+    words = set(re.findall(r"[A-Z][a-z]+", train_text))
+    assert not words & set(DEMO_NAMES) and not set(DEMO_NAMES) & (train_first | set(names["train"]["last"]))
 
 
 def test_an_unreachable_source_gives_a_clear_error_naming_where_to_put_the_file(tmp_path, monkeypatch, capsys):

@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fetch-only", action="store_true", help="only download the raw data into the cache")
     p.add_argument("--no-exclude", action="store_true",
                    help="do not drop pretraining documents that overlap knowledge passages")
+    p.add_argument("--articles-english-share", type=float, default=0.5, metavar="SHARE",
+                   help="share of synthetic training articles with real English names (default 0.5; 0 builds the "
+                   "ninth generator's training file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -61,7 +64,7 @@ def _main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     print(f"[peft_generative.data] data cache: {Path(root).expanduser() if root else data_dir()}", file=sys.stderr)
     results = build_all(args.out, wanted, seed=args.seed, data_root=root, exclude_eval_passages=not args.no_exclude,
-                        progress_bar=not args.no_progress)
+                        progress_bar=not args.no_progress, articles_english_share=args.articles_english_share)
     summary = {}
     for name, paths in results.items():
         manifest = json.loads((args.out / name / "manifest.json").read_text())

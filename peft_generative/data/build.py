@@ -32,11 +32,13 @@ def build_all(
     exclude_eval_passages: bool = True,
     progress_bar: bool = True,
     quiet: bool = False,
+    articles_english_share: float = 0.5,
 ) -> dict[str, dict[str, Path]]:
     """Build the named datasets into ``out_dir/<dataset>/``; returns dataset -> {file name: path}.
 
     With ``exclude_eval_passages`` the pretraining corpus drops any document sharing a 13-word sequence with a
-    knowledge passage (of any split)."""
+    knowledge passage (of any split). ``articles_english_share``: the share of synthetic training articles whose
+    people and places have real English names (see ``build_synthetic_articles_dataset``)."""
     wanted = list(datasets)
     unknown = set(wanted) - set(DATASETS)
     if unknown:
@@ -55,7 +57,8 @@ def build_all(
         elif name == "synthetic_facts":
             results[name] = build_synthetic_facts_dataset(target, seed=seed, quiet=quiet)
         elif name == "synthetic_articles":
-            results[name] = build_synthetic_articles_dataset(target, seed=seed, quiet=quiet)
+            results[name] = build_synthetic_articles_dataset(target, seed=seed, english_share=articles_english_share,
+                                                             quiet=quiet)
         else:
             exclude = knowledge_passages(data_root=data_root) if exclude_eval_passages else None
             results[name] = build_pretraining_corpus(target, seed=seed, data_root=data_root, exclude_texts=exclude,

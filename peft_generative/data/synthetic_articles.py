@@ -13,24 +13,32 @@ Held out twice: validation/test names use the held-out syllables of ``synthetic_
 training name contains one), and the last phrasing of every fact sentence and of every question is reserved for
 validation/test, so the test set measures whether what was learnt transfers to new wording. No article shares a
 six-word sequence with the bundled demo article (``assets/quillmoor.txt``), whose questions are asked in the reserved
-phrasings. Everything is a pure function of the seed.
+phrasings. Everything is a pure function of the seed (and, for English names, of the Faker version).
+
+Invented names repeat their first names (30 in training), so a generator can lower its loss by learning which first
+names are likely. A share of the training articles (``english_share``) therefore takes real English first names and
+surnames (Faker's lists, about a thousand first names and 2,400 surnames in training): a name then hardly repeats and
+has to be copied from the context. A hashed quarter of those names is held out for ``*_english.eval.jsonl``; the
+demo's names (``DEMO_NAMES``) are in no list.
 
 Output (``build_synthetic_articles_dataset``): ``train.jsonl`` (instruction rows ``id``, ``context``, ``prompt``,
-``completion``, ``type``, ``task``), ``{validation,test}.eval.jsonl`` (knowledge evaluation format) and
-``manifest.json``.
+``completion``, ``type``, ``task``), ``{validation,test}.eval.jsonl`` and ``{validation,test}_english.eval.jsonl``
+(knowledge evaluation format) and ``manifest.json``.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import zlib
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 from .jsonl import write_json, write_jsonl
 from .synthetic_facts import instruction_rows, invented_name
 
-__all__ = ["ARTICLE_KINDS", "article_document", "build_synthetic_articles_dataset"]
+__all__ = ["ARTICLE_KINDS", "DEMO_NAMES", "article_document", "build_synthetic_articles_dataset", "english_names"]
 
 ARTICLE_KINDS = ("building", "person", "company")
 FIRST_NAMES = {  # disjoint lists: a held-out person's first name never occurs in training either
@@ -40,6 +48,9 @@ FIRST_NAMES = {  # disjoint lists: a held-out person's first name never occurs i
     "held_out": ["Ada", "Basil", "Cora", "Dmitri", "Elsa", "Florian", "Gwen", "Hugo", "Ilse", "Jonas", "Lotte",
                  "Magnus", "Nell", "Otto", "Pia"],
 }
+# the bundled demo's names (assets/quillmoor.txt): never a training name, so the demo stays a held-out test
+DEMO_NAMES = ("Agnes", "Tremayne", "Ines", "Calloway", "Oswin", "Farrow", "Aldane", "Quillmoor", "Maren", "Skerrow")
+ENGLISH_LOCALES = ("en_US", "en_GB", "en_IE", "en_NZ")
 SURNAME_ENDINGS = ["", "ton", "well", "by", "ford", "more", "field", "wick", "ley", "er"]
 PLACE_FORMS = ["{}", "{}moor", "{}haven", "Port {}", "{} Bay", "{}ford", "{}wick"]
 DIRECTIONS = ["northern", "southern", "eastern", "western"]
@@ -84,11 +95,36 @@ def _pick(rng: random.Random, options: list, split: str):
     return options[-1] if split in ("validation", "test") else rng.choice(options[:-1])
 
 
-class _Names:
-    """Draws distinct invented names for one article (people with a real first name and an invented surname)."""
+@lru_cache(maxsize=1)
+def english_names() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Real English first names and surnames (Faker's person lists of several English locales; `pip install
+    faker`), split for good into `"train"` and `"held_out"` by a hash of the name (a quarter held out), so the
+    held-out English names of validation/test never occur in training. The demo's names and the held-out first
+    names of the invented people are in neither list. Sorted: the same on every machine for one Faker version."""
+    try:
+        from importlib import import_module
 
-    def __init__(self, rng: random.Random, split: str):
+        providers = [import_module(f"faker.providers.person.{locale}").Provider for locale in ENGLISH_LOCALES]
+    except ImportError as exc:
+        raise ImportError("Synthetic articles with English names read Faker's name lists: `pip install faker` "
+                          "(or the `train` extra: `pip install 'peft-generative[train]'`).") from exc
+    excluded = set(DEMO_NAMES) | set(FIRST_NAMES["held_out"])
+    lists = {}
+    for kind, attribute in (("first", "first_names"), ("last", "last_names")):
+        names = {n for p in providers for n in getattr(p, attribute, ())
+                 if n.isalpha() and n[0].isupper() and len(n) >= 3 and n not in excluded}
+        lists[kind] = {"held_out": tuple(sorted(n for n in names if zlib.crc32(n.encode()) % 4 == 0)),
+                       "train": tuple(sorted(n for n in names if zlib.crc32(n.encode()) % 4 != 0))}
+    return {split: {kind: lists[kind][split] for kind in lists} for split in ("train", "held_out")}
+
+
+class _Names:
+    """Draws distinct names for one article: people with a real first name and an invented surname, places from
+    invented syllables; or, with `english`, people and place stems from real English names."""
+
+    def __init__(self, rng: random.Random, split: str, english: bool = False):
         self.rng, self.split, self.used = rng, split, set()
+        self.english = english_names()["train" if split == "train" else "held_out"] if english else None
 
     def _fresh(self, make):
         while True:
@@ -98,11 +134,16 @@ class _Names:
                 return value
 
     def person(self) -> str:
+        if self.english:
+            return self._fresh(lambda: f"{self.rng.choice(self.english['first'])} "
+                                       f"{self.rng.choice(self.english['last'])}")
         firsts = FIRST_NAMES["train" if self.split == "train" else "held_out"]
         stem = lambda: invented_name(self.rng, self.split, self.rng.choice([1, 2]))  # noqa: E731
         return self._fresh(lambda: f"{self.rng.choice(firsts)} {stem()}{self.rng.choice(SURNAME_ENDINGS)}")
 
     def place(self) -> str:
+        if self.english:
+            return self._fresh(lambda: self.rng.choice(PLACE_FORMS).format(self.rng.choice(self.english["last"])))
         return self._fresh(lambda: self.rng.choice(PLACE_FORMS).format(invented_name(self.rng, self.split, 2)))
 
     def surname(self, person: str) -> str:
@@ -311,13 +352,15 @@ def _company(rng: random.Random, split: str, names: _Names) -> tuple[list[list[s
     return paragraphs, questions
 
 
-def article_document(split: str, index: int, seed: int = 0, n_questions: int = 6) -> dict:
+def article_document(split: str, index: int, seed: int = 0, n_questions: int = 6, english: bool = False) -> dict:
     """Article `index` of `split`: `{"id", "kind", "context", "questions": [{"question", "answers", "type",
-    "relation"}]}` with `n_questions` questions about distinct relations."""
-    rng = random.Random(f"{seed}-{split}-article-{index}")
+    "relation"}]}` with `n_questions` questions about distinct relations. `english`: its people and places have
+    real English names (`english_names`) instead of invented ones (another article, with its own id)."""
+    tag = "english-article" if english else "article"
+    rng = random.Random(f"{seed}-{split}-{tag}-{index}")
     kind = ARTICLE_KINDS[index % len(ARTICLE_KINDS)]
     writer = {"building": _building, "person": _person, "company": _company}[kind]
-    paragraphs, relations = writer(rng, split, _Names(rng, split))
+    paragraphs, relations = writer(rng, split, _Names(rng, split, english))
     context = "\n".join(" ".join(sentences) for sentences in paragraphs)
     asked = rng.sample(sorted(relations), min(n_questions, len(relations)))
     questions = []
@@ -327,26 +370,36 @@ def article_document(split: str, index: int, seed: int = 0, n_questions: int = 6
             raise AssertionError(f"{kind} article {index}: the answer {answer!r} of {relation} is not in the text")
         questions.append({"question": _pick(rng, phrasings, split), "answers": [answer], "type": answer_type,
                           "relation": relation})
-    return {"id": f"{split}-article-{index}", "kind": kind, "context": context, "questions": questions}
+    return {"id": f"{split}-{tag}-{index}", "kind": kind, "context": context, "questions": questions}
 
 
 def build_synthetic_articles_dataset(out_dir: str | os.PathLike, *, seed: int = 0, train_documents: int = 3000,
-                                     heldout_documents: int = 120, quiet: bool = False) -> dict[str, Path]:
-    """Write the dataset into `out_dir`; returns `{file key: path}`. (`quiet` is accepted like the other builders';
-    this one downloads nothing and logs nothing.)"""
+                                     heldout_documents: int = 120, english_share: float = 0.5,
+                                     quiet: bool = False) -> dict[str, Path]:
+    """Write the dataset into `out_dir`; returns `{file key: path}`. A share `english_share` of the training
+    articles (drawn per article with its own seed) names its people and places with real English names; the
+    others, and `{validation,test}.eval.jsonl`, with invented ones; `{validation,test}_english.eval.jsonl` hold
+    articles with held-out English names. `english_share=0` writes the training file of the ninth generator's
+    recipe. (`quiet` is accepted like the other builders'; this one downloads nothing and logs nothing.)"""
     if train_documents < 1 or heldout_documents < 1:
         raise ValueError("train_documents and heldout_documents must be positive.")
+    if not 0.0 <= english_share <= 1.0:
+        raise ValueError(f"english_share must be between 0 and 1, got {english_share}.")
     out = Path(out_dir)
-    train = [article_document("train", i, seed) for i in range(train_documents)]
+    english = [english_share > 0 and random.Random(f"{seed}-train-names-{i}").random() < english_share
+               for i in range(train_documents)]
+    train = [article_document("train", i, seed, english=english[i]) for i in range(train_documents)]
     paths = {"train": out / "train.jsonl"}
     questions = write_jsonl(paths["train"], instruction_rows(train, "synthetic_articles"))
-    counts = {"train": {"documents": len(train), "questions": questions}}
+    counts = {"train": {"documents": len(train), "english_names": sum(english), "questions": questions}}
     for split in ("validation", "test"):
-        documents = [article_document(split, i, seed) for i in range(heldout_documents)]
-        paths[f"{split}.eval"] = out / f"{split}.eval.jsonl"
-        write_jsonl(paths[f"{split}.eval"], documents)
-        counts[split] = {"documents": len(documents),
-                         "types": dict(Counter(q["type"] for d in documents for q in d["questions"]))}
-    write_json(out / "manifest.json", {"dataset": "synthetic_articles", "seed": seed, "counts": counts,
-                                       "files": {k: v.name for k, v in paths.items()}})
+        for suffix, with_english in (("", False), ("_english", True)):
+            documents = [article_document(split, i, seed, english=with_english) for i in range(heldout_documents)]
+            key = f"{split}{suffix}.eval"
+            paths[key] = out / f"{key}.jsonl"
+            write_jsonl(paths[key], documents)
+            counts[f"{split}{suffix}"] = {"documents": len(documents), "types": dict(
+                Counter(q["type"] for d in documents for q in d["questions"]))}
+    write_json(out / "manifest.json", {"dataset": "synthetic_articles", "seed": seed, "english_share": english_share,
+                                       "counts": counts, "files": {k: v.name for k, v in paths.items()}})
     return paths
