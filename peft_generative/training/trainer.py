@@ -176,8 +176,8 @@ class GenerativeAdapterTrainer(SFTTrainer):
                 nll = count = None
             else:
                 loss, outputs, nll, count = self._objective_loss(model, inputs, objective)
-            if self.args.distill_weight > 0 and teacher:
-                loss = loss + self.args.distill_weight * self._distill_loss(inputs, teacher)
+        if self.args.distill_weight > 0 and teacher:
+            loss = loss + self.args.distill_weight * self._distill_loss(inputs, teacher, per_context.rows(index))
         if contrast:
             loss = loss + self.args.contrast_weight * self._contrast_loss(model, inputs, objective, contexts, index,
                                                                           per_context, nll, count)
@@ -231,16 +231,18 @@ class GenerativeAdapterTrainer(SFTTrainer):
         logits, _, _ = self.tuner.generator.labelled_logits(input_ids, attention_mask, labels)
         return torch.log_softmax(logits.float(), dim=-1)
 
-    def _distill_loss(self, inputs, teacher) -> torch.Tensor:
-        """KL from the in-context teacher's top-k answer distribution to the student's (the generated adapter is
-        active for the student; the teacher is the base model with the context in its prompt, without gradient)."""
+    def _distill_loss(self, inputs, teacher, generated: GeneratedContext) -> torch.Tensor:
+        """KL from the in-context teacher's top-k answer distribution to the student's (the student is the model with
+        the instruction rows' generated adapters, `generated` holding one per batch row; the teacher is the base
+        model with the context in its prompt, without gradient). Text rows of a mixed batch are not distilled."""
         mode = "train" if self.model.training else "eval"
         rows = teacher["teacher_rows"]
         with torch.no_grad(), self.tuner.use_context(None):
             teacher_logp = self._answer_logprobs(teacher["teacher_input_ids"], teacher["teacher_attention_mask"],
                                                  teacher["teacher_labels"])
-        student_logp = self._answer_logprobs(inputs["input_ids"][rows], inputs["attention_mask"][rows],
-                                             inputs["labels"][rows])
+        with self.tuner.use_context(generated.rows(rows)):
+            student_logp = self._answer_logprobs(inputs["input_ids"][rows], inputs["attention_mask"][rows],
+                                                 inputs["labels"][rows])
         if teacher_logp.shape[0] != student_logp.shape[0]:
             raise ValueError(f"The teacher labels {teacher_logp.shape[0]} answer tokens, the student "
                              f"{student_logp.shape[0]}: their tokenisations of the answers differ.")
