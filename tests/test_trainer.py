@@ -125,13 +125,19 @@ def test_mixed_dataset_trains_both_objectives(tmp_path, tokenizer):
     assert {"loss_completion", "loss_reconstruction", "loss_instruction"} <= logged
 
 
-def test_mixed_batch_loss_weighs_instruction_against_text(tmp_path, tokenizer):
-    trainer = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, text_weight=0.3),
+def mixed_batch_trainer(tmp_path, tokenizer, **args):
+    """A trainer on `mixed_dataset` with a random generator, and one batch of a text block and two instruction
+    rows."""
+    trainer = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, **args),
                                        train_dataset=mixed_dataset(), processing_class=tokenizer,
                                        peft_config=gen_config())
     randomize_generator(trainer.model)
     prepared = trainer.train_dataset
-    batch = trainer.data_collator([prepared[0], prepared[len(prepared) - 2], prepared[len(prepared) - 1]])
+    return trainer, trainer.data_collator([prepared[0], prepared[len(prepared) - 2], prepared[len(prepared) - 1]])
+
+
+def test_mixed_batch_loss_weighs_instruction_against_text(tmp_path, tokenizer):
+    trainer, batch = mixed_batch_trainer(tmp_path, tokenizer, text_weight=0.3)
     model = trainer.model
     with torch.no_grad():
         loss = trainer.compute_loss(model, dict(batch))
@@ -422,17 +428,14 @@ def test_distillation_from_the_in_context_teacher(tmp_path, tokenizer):
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert expected > 0 and logs[0]["loss_distill"] == pytest.approx(expected, rel=1e-3)
+    with pytest.raises(ValueError, match="distill_weight"):
+        train_args(tmp_path, distill_weight=-1.0)
 
 
 def test_distillation_in_a_mixed_batch_uses_the_instruction_rows_adapters(tmp_path, tokenizer):
     # a batch of text blocks (two target rows each) and instruction rows: the student's answers are scored with the
     # instruction rows' own adapters (this used to fail: "the active context has 7 row(s) but the batch has 5")
-    trainer = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, distill_weight=1.0),
-                                       train_dataset=mixed_dataset(), processing_class=tokenizer,
-                                       peft_config=gen_config())
-    randomize_generator(trainer.model)
-    prepared = trainer.train_dataset
-    batch = trainer.data_collator([prepared[0], prepared[len(prepared) - 2], prepared[len(prepared) - 1]])
+    trainer, batch = mixed_batch_trainer(tmp_path, tokenizer, distill_weight=1.0)
     assert batch["objective"].tolist() == [0, 1, 2, 2] and batch["teacher_rows"].tolist() == [2, 3]
     with torch.no_grad():
         mixed = trainer.compute_loss(trainer.model, dict(batch))
@@ -441,5 +444,3 @@ def test_distillation_in_a_mixed_batch_uses_the_instruction_rows_adapters(tmp_pa
     distill = trainer.objective_metrics["train"]["loss_distill"]
     assert len(distill) == 1 and distill[0] > 0
     assert mixed.item() == pytest.approx(plain.item() + distill[0], rel=1e-5)
-    with pytest.raises(ValueError, match="distill_weight"):
-        train_args(tmp_path, distill_weight=-1.0)
