@@ -125,12 +125,12 @@ def test_mixed_dataset_trains_both_objectives(tmp_path, tokenizer):
     assert {"loss_completion", "loss_reconstruction", "loss_instruction"} <= logged
 
 
-def mixed_batch_trainer(tmp_path, tokenizer, **args):
-    """A trainer on `mixed_dataset` with a random generator, and one batch of a text block and two instruction
-    rows."""
+def mixed_batch_trainer(tmp_path, tokenizer, config=None, **args):
+    """A trainer on `mixed_dataset` with a random generator (of `config`, default `gen_config()`), and one batch of
+    a text block and two instruction rows."""
     trainer = GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, **args),
                                        train_dataset=mixed_dataset(), processing_class=tokenizer,
-                                       peft_config=gen_config())
+                                       peft_config=config or gen_config())
     randomize_generator(trainer.model)
     prepared = trainer.train_dataset
     return trainer, trainer.data_collator([prepared[0], prepared[len(prepared) - 2], prepared[len(prepared) - 1]])
@@ -222,11 +222,11 @@ def test_frozen_generator_parts_stay_fixed_and_the_rest_trains(tmp_path, tokeniz
     with pytest.raises(ValueError, match="unknown part"):
         train_args(tmp_path, frozen_generator_parts=["A4"])
     with pytest.raises(ValueError, match="nothing would be trained"):
-        train_args(tmp_path, frozen_generator_parts=["norm", "A1", "A2", "A3", "B", "gate"])
+        train_args(tmp_path, frozen_generator_parts=["norm", "A1", "A2", "A3", "B", "gate", "shared_A", "shared_B"])
     with pytest.raises(ValueError, match="B is all zeros"):  # a fresh generator: no part would get a gradient
         GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, frozen_generator_parts=["B"]),
                                  train_dataset=text, processing_class=tokenizer, peft_config=gen_config())
-    with pytest.raises(ValueError, match="no token gate"):  # every part this generator has
+    with pytest.raises(ValueError, match="parts this generator lacks"):  # every part this generator has
         every_part = ["norm", "A1", "A2", "A3", "B"]
         GenerativeAdapterTrainer(model, args=train_args(tmp_path, frozen_generator_parts=every_part),
                                  train_dataset=text, processing_class=tokenizer)
@@ -444,3 +444,25 @@ def test_distillation_in_a_mixed_batch_uses_the_instruction_rows_adapters(tmp_pa
     distill = trainer.objective_metrics["train"]["loss_distill"]
     assert len(distill) == 1 and distill[0] > 0
     assert mixed.item() == pytest.approx(plain.item() + distill[0], rel=1e-5)
+
+
+def test_shared_lora_trains_beside_the_generator_and_the_context_norm_penalty_is_logged(tmp_path, tokenizer):
+    # the style/content split: a generator with a shared (context-independent) LoRA, trained with a penalty on the
+    # size of the part written from each context
+    config = pg.GenerativeAdapterConfig(task_type="CAUSAL_LM", key_dim=16, value_dim=16, rank=8, window=32,
+                                        shared_rank=4)
+    trainer, batch = mixed_batch_trainer(tmp_path, tokenizer, config, context_norm_weight=0.5)
+    with torch.no_grad():
+        penalised = trainer.compute_loss(trainer.model, dict(batch))
+        trainer.args.context_norm_weight = 0.0
+        plain = trainer.compute_loss(trainer.model, dict(batch))
+        size = trainer.contextualize(batch["context"]).context_delta_sq_norm().mean().item()
+    logged = trainer.objective_metrics["train"]["context_norm"]
+    assert logged == [pytest.approx(size, rel=1e-5)] and size > 0
+    assert penalised.item() == pytest.approx(plain.item() + 0.5 * size, rel=1e-5)
+    trainer.args.context_norm_weight = 0.5
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "generator_shared" in n}
+    trainer.train()
+    assert before and all(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if n in before)
+    with pytest.raises(ValueError, match="context_norm_weight"):
+        train_args(tmp_path, context_norm_weight=-1.0)

@@ -8,7 +8,9 @@ For every adapted module, the adapters `delta_W_i = lora_B_i @ lora_A_i` of N co
 - `common_share`: |mean_i delta_W_i|^2 / mean_i |delta_W_i|^2, the part of the adapters' energy that is the same
   for every context (1.0: one fixed LoRA whatever the context; 1/N: unrelated adapters);
 - `pairwise_cosine`: the mean cosine similarity between the adapters of two different contexts.
-Reported as the mean over modules, with the lowest and highest module.
+Reported as the mean over modules, with the lowest and highest module. For a generator with a shared LoRA
+(`shared_rank`), both are measured on the part written from the context (`ctx.context_factors()`), and the whole
+adapter's common share is reported beside them as `common_share_whole_adapter`.
 """
 
 from __future__ import annotations
@@ -25,19 +27,27 @@ from peft_generative.loading import load_generative_model
 from peft_generative.training.collation import pack_text
 
 
+def _common_share(delta: torch.Tensor) -> float:
+    return (delta.mean(0).norm() ** 2 / (delta.norm(dim=1) ** 2).mean()).item()
+
+
 def similarity(model, contexts: list[list[int]]) -> dict:
     with torch.no_grad():
         ctx = model.base_model.contextualize(contexts, activate=False, progress=False)
+        with_shared = ctx.config.shared_rank > 0
         per_module = {}
-        for key, (lora_a, lora_b) in ctx.factors.items():
+        for key, (lora_a, lora_b) in ctx.context_factors().items():
             delta = (lora_b.float() @ lora_a.float()).flatten(1)
-            share = (delta.mean(0).norm() ** 2 / (delta.norm(dim=1) ** 2).mean()).item()
             unit = delta / delta.norm(dim=1, keepdim=True).clamp_min(1e-30)
             cos = unit @ unit.T
             off_diagonal = cos[~torch.eye(len(contexts), dtype=torch.bool)]
-            per_module[key] = {"common_share": share, "pairwise_cosine": off_diagonal.mean().item()}
+            per_module[key] = {"common_share": _common_share(delta), "pairwise_cosine": off_diagonal.mean().item()}
+            if with_shared:
+                whole_a, whole_b = ctx.factors[key]
+                per_module[key]["common_share_whole_adapter"] = _common_share(
+                    (whole_b.float() @ whole_a.float()).flatten(1))
     summary = {}
-    for name in ("common_share", "pairwise_cosine"):
+    for name in per_module[next(iter(per_module))]:
         values = [m[name] for m in per_module.values()]
         summary[name] = {"mean": sum(values) / len(values), "min": min(values), "max": max(values)}
     return {"contexts": len(contexts), "summary": summary, "modules": per_module}
@@ -66,7 +76,9 @@ def main() -> None:
         s = results[generator]["summary"]
         print(f"{generator}: common share {s['common_share']['mean']:.3f} "
               f"({s['common_share']['min']:.3f}-{s['common_share']['max']:.3f}), pairwise cosine "
-              f"{s['pairwise_cosine']['mean']:.3f} over {len(contexts)} contexts")
+              f"{s['pairwise_cosine']['mean']:.3f} over {len(contexts)} contexts"
+              + (f"; whole adapter with the shared LoRA {s['common_share_whole_adapter']['mean']:.3f}"
+                 if "common_share_whole_adapter" in s else ""))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -40,10 +40,14 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             top-`distill_top_k` distribution (renormalised) to the student's, averaged over answer tokens. Every answer
             token gives a whole distribution instead of one label (Doc-to-LoRA, Cartridges). Logged: `loss_distill`.
         distill_top_k: how many of the teacher's most likely tokens are kept per answer token.
-        frozen_generator_parts: generator tensors kept fixed, by name: `norm`, `A1`, `A2`, `A3`, `B`. The encoder,
-            which writes the state from the context, is `norm`, `A2` and `A3`; the read-out, which turns a state
-            into the LoRA, is `A1` and `B`. Freezing the read-out (`A1 B`) trains only what is written into the
-            state.
+        context_norm_weight: weight of a penalty on the size of the part of each adapter written from its context
+            (`||delta_W||_F^2` summed over modules, averaged over the batch's contexts; 0 = off). With a generator's
+            `shared_rank`, what every context shares is cheaper in the shared LoRA, so the penalty pushes it there
+            (issue 22's style/content split). Logged: `context_norm`.
+        frozen_generator_parts: generator tensors kept fixed, by name: `norm`, `A1`, `A2`, `A3`, `B` (and `gate`,
+            `shared_A`, `shared_B` where the generator has them). The encoder, which writes the state from the
+            context, is `norm`, `A2` and `A3`; the read-out, which turns a state into the LoRA, is `A1` and `B`.
+            Freezing the read-out (`A1 B`) trains only what is written into the state.
     """
 
     num_segments: int = field(default=2, metadata={"help": "Segments per text block (context = all but the last)."})
@@ -56,6 +60,9 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
         default=0.0, metadata={"help": "Weight of the KL to the in-context teacher on answer tokens (0 = off)."}
     )
     distill_top_k: int = field(default=16, metadata={"help": "Teacher log-probabilities kept per answer token."})
+    context_norm_weight: float = field(
+        default=0.0, metadata={"help": "Weight of a penalty on the size of the context-written adapter (0 = off)."}
+    )
     frozen_generator_parts: list[str] = field(
         default_factory=list,
         metadata={"help": f"Generator tensors kept fixed: any of {list(GENERATOR_PARTS)} (e.g. A1 B: the read-out)."},
@@ -79,6 +86,8 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             raise ValueError("`distill_weight` must be >= 0 (0 turns distillation off).")
         if self.distill_top_k < 1:
             raise ValueError("`distill_top_k` must be a positive number of tokens.")
+        if not self.context_norm_weight >= 0:
+            raise ValueError("`context_norm_weight` must be >= 0 (0 turns the penalty off).")
         if not self.contrast_weight >= 0:
             raise ValueError("`contrast_weight` must be >= 0 (0 turns the context-specificity loss off).")
         unknown = sorted(set(self.frozen_generator_parts) - set(GENERATOR_PARTS))

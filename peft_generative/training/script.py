@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 GENERATOR_FIELDS = ("key_dim", "value_dim", "rank", "alpha", "window", "encoding", "normalization",
-                    "init_from_attention", "center_keys", "token_gate")
+                    "init_from_attention", "center_keys", "token_gate", "shared_rank")
 
 
 def _generator_field(name: str):
@@ -58,6 +58,7 @@ class ScriptArguments:
     init_from_attention: bool = _generator_field("init_from_attention")
     center_keys: bool = _generator_field("center_keys")
     token_gate: bool = _generator_field("token_gate")
+    shared_rank: int = _generator_field("shared_rank")
 
     def generator_config(self) -> GenerativeAdapterConfig:
         """The `GenerativeAdapterConfig` these arguments describe."""
@@ -67,25 +68,34 @@ class ScriptArguments:
         )
 
 
-def load_generator_for_training(base, generator: str, token_gate: bool = False):
-    """A saved generator, trainable. With `token_gate` on a generator saved without one, the gate is added fresh
-    (w = 0, b = 0: under svd normalisation the generator starts exactly as saved) and the rest is loaded."""
+def load_generator_for_training(base, generator: str, token_gate: bool = False, shared_rank: int = 0):
+    """A saved generator, trainable. Parts it was saved without are added fresh, and the rest is loaded: with
+    `token_gate`, a gate at w = 0, b = 0 (under svd normalisation the generator starts exactly as saved); with
+    `shared_rank`, a shared LoRA with `shared_B = 0` (likewise). A generator saved with a shared LoRA keeps its own
+    `shared_rank`; asking for another one is refused."""
     from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 
     config = GenerativeAdapterConfig.from_pretrained(generator)
-    if not token_gate or config.token_gate:
+    add_gate = token_gate and not config.token_gate
+    add_shared = bool(shared_rank) and shared_rank != config.shared_rank
+    if add_shared and config.shared_rank:
+        raise ValueError(f"{generator} has a shared LoRA of rank {config.shared_rank}; it cannot be trained on with "
+                         f"shared_rank={shared_rank}. Leave shared_rank out (or set it to {config.shared_rank}).")
+    if not (add_gate or add_shared):
         return PeftModel.from_pretrained(base, generator, is_trainable=True)
     from peft.utils import SAFETENSORS_WEIGHTS_NAME
     from safetensors.torch import load_file
 
-    config.token_gate = True
+    added = ["generator_gate"] * add_gate + ["generator_shared_A", "generator_shared_B"] * add_shared
+    config.token_gate = config.token_gate or token_gate
+    config.shared_rank = config.shared_rank or shared_rank
     config.inference_mode = False
     model = get_peft_model(base, config)
     result = set_peft_model_state_dict(model, load_file(os.path.join(generator, SAFETENSORS_WEIGHTS_NAME)))
-    missing = [k for k in result.missing_keys if "generator_" in k and "generator_gate" not in k]
+    missing = [k for k in result.missing_keys if "generator_" in k and not any(part in k for part in added)]
     if missing:
         raise ValueError(f"{generator} lacks generator tensors {missing[:3]}: it is not a complete generator.")
-    logger.info("added a fresh token gate to %s", generator)
+    logger.info("added fresh %s to %s", ", ".join(added), generator)
     return model
 
 
@@ -104,7 +114,8 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
 
     peft_config = None
     if script_args.init_generator:
-        model = load_generator_for_training(base, script_args.init_generator, token_gate=script_args.token_gate)
+        model = load_generator_for_training(base, script_args.init_generator, token_gate=script_args.token_gate,
+                                            shared_rank=script_args.shared_rank)
     else:
         model = base
         peft_config = script_args.generator_config()

@@ -91,8 +91,9 @@ class GenerativeAdapterTrainer(SFTTrainer):
                 for parameter in getattr(layer, f"generator_{part}").values():
                     parameter.requires_grad_(False)
         if not any(p.requires_grad for p in self.tuner.generator.parameters()):
-            raise ValueError(f"`frozen_generator_parts` {list(parts)} leaves no generator tensor to train (this "
-                             "generator has no token gate); leave at least one part trainable.")
+            raise ValueError(f"`frozen_generator_parts` {list(parts)} leaves no generator tensor to train (the "
+                             "parts this generator lacks, such as a token gate or a shared LoRA, cannot be trained); "
+                             "leave at least one part trainable.")
 
     # ---- data ----------------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
@@ -178,6 +179,10 @@ class GenerativeAdapterTrainer(SFTTrainer):
                 loss, outputs, nll, count = self._objective_loss(model, inputs, objective)
         if self.args.distill_weight > 0 and teacher:
             loss = loss + self.args.distill_weight * self._distill_loss(inputs, teacher, per_context.rows(index))
+        if self.args.context_norm_weight > 0:
+            size = per_context.context_delta_sq_norm().mean()
+            self.objective_metrics["train" if self.model.training else "eval"]["context_norm"].append(size.item())
+            loss = loss + self.args.context_norm_weight * size
         if contrast:
             loss = loss + self.args.contrast_weight * self._contrast_loss(model, inputs, objective, contexts, index,
                                                                           per_context, nll, count)

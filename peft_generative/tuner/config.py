@@ -63,6 +63,12 @@ class GenerativeAdapterConfig(PeftConfig):
             the generator can write names and numbers rather than function words. States stay additive
             (`extend`, `forget`). Starts at `w = 0, b = 0` (g = 1/2 for every token), which the svd normalisation
             cannot tell from no gate.
+        shared_rank: rank of a learned, context-independent LoRA (`shared_B @ shared_A`) added to every generated
+            adapter (not in the paper; issue 22's "separate style from content"): what every context shares (answer
+            format, corpus style) can live there, so the generated part is free to be about its context. 0 (default)
+            = none. The generated adapter of a context, and its plain-LoRA export, then has rank
+            `generated_rank + shared_rank` (the two are concatenated: one ordinary LoRA). `shared_B` starts at zero,
+            so adding the part to a trained generator leaves it exactly as it was.
         base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
     """
 
@@ -94,6 +100,9 @@ class GenerativeAdapterConfig(PeftConfig):
     token_gate: bool = field(
         default=False, metadata={"help": "Learn a per-token gate on the state update (which tokens get written)."}
     )
+    shared_rank: int = field(
+        default=0, metadata={"help": "Rank of a learned context-independent LoRA added to every adapter (0 = none)."}
+    )
     base_model_fingerprint: Optional[dict] = field(
         default=None, metadata={"help": "Filled automatically: shape of the base model."}
     )
@@ -111,6 +120,8 @@ class GenerativeAdapterConfig(PeftConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if not isinstance(self.shared_rank, int) or isinstance(self.shared_rank, bool) or self.shared_rank < 0:
+            raise ValueError(f"`shared_rank` must be a non-negative integer (0 = none), got {self.shared_rank!r}.")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
         if self.encoding not in ENCODINGS:
@@ -133,9 +144,14 @@ class GenerativeAdapterConfig(PeftConfig):
         return self.alpha / self.value_dim
 
     @property
-    def adapter_rank(self) -> int:
-        """Rank of a generated adapter (and of its LoRA export)."""
+    def generated_rank(self) -> int:
+        """Rank of the part of an adapter written from its context."""
         return self.rank if self.normalization == "svd" else self.value_dim
+
+    @property
+    def adapter_rank(self) -> int:
+        """Rank of a generated adapter (and of its LoRA export): the context's part plus the shared part."""
+        return self.generated_rank + self.shared_rank
 
     def save_pretrained(self, save_directory: str, **kwargs) -> None:
         super().save_pretrained(save_directory, **kwargs)

@@ -108,6 +108,22 @@ class GeneratedContext:
         """Floats in one row's generated adapter (the LoRA factors)."""
         return sum(a[0].numel() + b[0].numel() for a, b in self.factors.values())
 
+    def context_factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The factors of the part written from the context, without the generator's shared LoRA (`shared_rank`;
+        the same as `factors` when it has none): `{module: (lora_A (rows, k, d_in), lora_B (rows, d_out, k))}`."""
+        k = self.config.generated_rank
+        return {key: (a[:, :k], b[:, :, :k]) for key, (a, b) in self.factors.items()}
+
+    def context_delta_sq_norm(self) -> torch.Tensor:
+        """Per row, `sum over modules ||lora_B @ lora_A||_F^2` of the part written from the context, computed from
+        the factors (`trace(A A^T B^T B)`), differentiable: `(rows,)` fp32."""
+        total = None
+        for a, b in self.context_factors().values():
+            a, b = a.float(), b.float()
+            sq = ((a @ a.mT) * (b.mT @ b)).sum((1, 2))
+            total = sq if total is None else total + sq
+        return total
+
     @property
     def state_numel(self) -> int:
         """Floats in one row's streaming state."""

@@ -21,14 +21,16 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
 
     Generator parameters (per adapter name, as in peft's LoRA layers):
     `generator_norm` (d), `generator_A1` (d_r x d_in), `generator_A2` (d_r x d), `generator_A3` (r x d),
-    `generator_B` (d_out x r, zero-initialised so a fresh generator is a no-op).
+    `generator_B` (d_out x r, zero-initialised so a fresh generator is a no-op); with `token_gate`, `generator_gate`
+    (d + 1); with `shared_rank` s > 0, the context-independent LoRA `generator_shared_A` (s x d_in) and
+    `generator_shared_B` (d_out x s, zero-initialised).
 
     The layer never stores a context. In `forward` it asks the model's `ContextRouter` for the context of the
     current call and applies that context's precomputed factors, row by row: `y = W x + B_i (A_i x)`.
     """
 
     adapter_layer_names = ("generator_norm", "generator_A1", "generator_A2", "generator_A3", "generator_B",
-                           "generator_gate")
+                           "generator_gate", "generator_shared_A", "generator_shared_B")
     other_param_names = ()
 
     def __init__(
@@ -61,6 +63,8 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         self.generator_A3 = nn.ParameterDict()
         self.generator_B = nn.ParameterDict()
         self.generator_gate = nn.ParameterDict()  # only with `token_gate`: `[w; b]`, `g_t = sigmoid(w . h_t + b)`
+        self.generator_shared_A = nn.ParameterDict()  # only with `shared_rank`: the context-independent LoRA
+        self.generator_shared_B = nn.ParameterDict()
         self._disable_adapters = False
         self.merged_adapters = []
         self.update_layer(adapter_name, config)
@@ -77,22 +81,29 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         self.generator_B[adapter_name] = nn.Parameter(torch.zeros(d_out, config.value_dim, **factory))
         if config.token_gate:
             self.generator_gate[adapter_name] = nn.Parameter(torch.zeros(d + 1, **factory))
+        if config.shared_rank:
+            self.generator_shared_A[adapter_name] = nn.Parameter(torch.empty(config.shared_rank, d_in, **factory))
+            self.generator_shared_B[adapter_name] = nn.Parameter(torch.zeros(d_out, config.shared_rank, **factory))
         self.reset_generator(adapter_name)
         self.set_adapter(self.active_adapters)
 
     @torch.no_grad()
     def reset_generator(self, adapter_name: str) -> None:
-        """Kaiming-normal A1, A2, A3; B = 0 (the model starts exactly as the base model)."""
-        for name in ("generator_A1", "generator_A2", "generator_A3"):
-            param = getattr(self, name)[adapter_name]
-            nn.init.kaiming_normal_(param, a=math.sqrt(5))
+        """Kaiming-normal A1, A2, A3 (and shared_A); B = 0 and shared_B = 0 (the model starts exactly as the base
+        model)."""
+        for name in ("generator_A1", "generator_A2", "generator_A3", "generator_shared_A"):
+            if adapter_name in getattr(self, name):
+                nn.init.kaiming_normal_(getattr(self, name)[adapter_name], a=math.sqrt(5))
         self.generator_B[adapter_name].zero_()
+        if adapter_name in self.generator_shared_B:
+            self.generator_shared_B[adapter_name].zero_()
         self.generator_norm[adapter_name].fill_(1.0)
         if adapter_name in self.generator_gate:
             self.generator_gate[adapter_name].zero_()  # g = 1/2 for every token: no change under svd normalisation
 
     def generator_tensors(self, adapter_name: str) -> dict[str, nn.Parameter]:
-        """The generator's tensors of one adapter, by name, in a fixed order (the gate only when it has one)."""
+        """The generator's tensors of one adapter, by name, in a fixed order (the gate and the shared LoRA only when
+        it has them)."""
         return {
             name: getattr(self, name)[adapter_name]
             for name in self.adapter_layer_names
@@ -145,8 +156,10 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         return torch.einsum("bnk,bnv->bkv", keys.float(), values.float())
 
     def factors(self, state: torch.Tensor, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Compact LoRA factors of `delta_W = s * B N^T A1` for states `(b, d_r, r)`:
-        `lora_A` `(b, k, d_in)` and `lora_B` `(b, d_out, k)` with `delta_W = lora_B @ lora_A`."""
+        """Compact LoRA factors of `delta_W = s * B N^T A1 (+ shared_B shared_A)` for states `(b, d_r, r)`:
+        `lora_A` `(b, k, d_in)` and `lora_B` `(b, d_out, k)` with `delta_W = lora_B @ lora_A`. The first
+        `config.generated_rank` ranks are written from the context, the last `config.shared_rank` are the shared
+        LoRA's, the same for every row that has a context."""
         config = self.configs[adapter_name]
         a1 = self.generator_A1[adapter_name]
         b = self.generator_B[adapter_name]
@@ -156,6 +169,14 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
             lora_b = (b * config.scaling).expand(state.shape[0], -1, -1)
         else:
             lora_b = (b * config.scaling) @ q.to(b.dtype)  # s * B V_k
+        if adapter_name in self.generator_shared_A:
+            # rows whose state is empty (no text, or every text forgotten) stay the base model
+            written = (state.detach().abs().flatten(1).amax(1) > 0).to(lora_b.dtype).view(-1, 1, 1)
+            rows = state.shape[0]
+            shared_a = self.generator_shared_A[adapter_name].to(lora_a.dtype).expand(rows, -1, -1)
+            shared_b = self.generator_shared_B[adapter_name].to(lora_b.dtype) * written
+            lora_a = torch.cat([lora_a, shared_a], dim=1)
+            lora_b = torch.cat([lora_b, shared_b], dim=2)
         return lora_a, lora_b
 
     # ---- forward ---------------------------------------------------------------------------------------------
