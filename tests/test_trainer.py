@@ -424,7 +424,19 @@ def test_distillation_from_the_in_context_teacher(tmp_path, tokenizer):
     t_logp = torch.log_softmax(teacher[:, :-1][batch["teacher_labels"][:, 1:] != -100].float(), -1)
     top, tokens = t_logp.topk(8, dim=-1)
     p = torch.softmax(top, -1)
-    expected = (p * (p.log() - s_logp.gather(-1, tokens))).sum(-1).mean().item()
+    kl = (p * (p.log() - s_logp.gather(-1, tokens))).sum(-1)
+    expected = kl.mean().item()
+    # distilling only where the teacher's top-1 is the gold answer token (a random teacher is never right: nothing
+    # is kept and the term is zero; `test_topk_kl_keeps_the_tokens_the_teacher_ranks_first` checks the selection)
+    right = tokens[:, 0] == batch["teacher_labels"][:, 1:][batch["teacher_labels"][:, 1:] != -100]
+    trainer.args.distill_where_teacher_right = True
+    with torch.no_grad():
+        trainer.compute_loss(trainer.model, dict(batch))
+    trainer.args.distill_where_teacher_right = False
+    metrics = trainer.objective_metrics["train"]
+    assert metrics["distill_kept"] == [pytest.approx(right.float().mean().item())]
+    assert metrics["loss_distill"] == [pytest.approx(kl[right].mean().item() if right.any() else 0.0, abs=1e-6)]
+    metrics.clear()
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert expected > 0 and logs[0]["loss_distill"] == pytest.approx(expected, rel=1e-3)
@@ -466,3 +478,19 @@ def test_shared_lora_trains_beside_the_generator_and_the_context_norm_penalty_is
     assert before and all(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if n in before)
     with pytest.raises(ValueError, match="context_norm_weight"):
         train_args(tmp_path, context_norm_weight=-1.0)
+
+
+def test_topk_kl_keeps_the_tokens_the_teacher_ranks_first():
+    from peft_generative.training.distillation import topk_kl
+
+    teacher = torch.log_softmax(torch.tensor([[4.0, 1.0, 0.0, -1.0], [0.0, 3.0, 1.0, 0.0], [2.0, 2.5, 0.0, 0.0]]), -1)
+    student = torch.log_softmax(torch.tensor([[0.0, 1.0, 2.0, 0.0], [0.0, 3.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]), -1)
+    kl, kept = topk_kl(teacher, student, top_k=2)
+    assert kept.all()
+    for i in range(3):  # by hand: the teacher's two most likely tokens, renormalised
+        top = teacher[i].topk(2)
+        p = torch.softmax(top.values, -1)
+        assert kl[i].item() == pytest.approx((p * (p.log() - student[i][top.indices])).sum().item(), rel=1e-6)
+    assert kl[1].item() > 0  # top-2 renormalisation: not zero even where the full distributions agree
+    _, kept = topk_kl(teacher, student, top_k=2, answer=torch.tensor([0, 2, 1]))
+    assert kept.tolist() == [True, False, True]

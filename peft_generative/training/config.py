@@ -40,6 +40,9 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             top-`distill_top_k` distribution (renormalised) to the student's, averaged over answer tokens. Every answer
             token gives a whole distribution instead of one label (Doc-to-LoRA, Cartridges). Logged: `loss_distill`.
         distill_top_k: how many of the teacher's most likely tokens are kept per answer token.
+        distill_where_teacher_right: distil only the answer tokens the teacher ranks first (its top-1 is the gold
+            token): the tokens it copies from the context, such as the rest of a name, and not the ones where its
+            answer format differs. Logged: `distill_kept`, the share of answer tokens kept.
         context_norm_weight: weight of a penalty on the size of the part of each adapter written from its context
             (`||delta_W||_F^2` summed over modules, averaged over the batch's contexts; 0 = off). With a generator's
             `shared_rank`, what every context shares is cheaper in the shared LoRA, so the penalty pushes it there
@@ -60,6 +63,9 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
         default=0.0, metadata={"help": "Weight of the KL to the in-context teacher on answer tokens (0 = off)."}
     )
     distill_top_k: int = field(default=16, metadata={"help": "Teacher log-probabilities kept per answer token."})
+    distill_where_teacher_right: bool = field(
+        default=False, metadata={"help": "Distil only the answer tokens the teacher ranks first."}
+    )
     context_norm_weight: float = field(
         default=0.0, metadata={"help": "Weight of a penalty on the size of the context-written adapter (0 = off)."}
     )

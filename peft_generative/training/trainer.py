@@ -27,6 +27,7 @@ from .collation import (
     tokenize_instruction,
 )
 from .config import GenerativeAdapterTrainingConfig
+from .distillation import topk_kl
 
 logger = logging.getLogger(__name__)
 
@@ -230,11 +231,11 @@ class GenerativeAdapterTrainer(SFTTrainer):
             self.objective_metrics[mode][f"loss_{name}"].append((total / n).item())
         return loss, outputs, nll, count
 
-    def _answer_logprobs(self, input_ids, attention_mask, labels) -> torch.Tensor:
-        """Log-probabilities over the vocabulary at the positions that predict labelled tokens, `(tokens, vocab)`:
-        the LM head runs on those positions only."""
-        logits, _, _ = self.tuner.generator.labelled_logits(input_ids, attention_mask, labels)
-        return torch.log_softmax(logits.float(), dim=-1)
+    def _answer_logprobs(self, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities over the vocabulary at the positions that predict labelled tokens, `(tokens, vocab)`,
+        and those tokens `(tokens,)`: the LM head runs on those positions only."""
+        logits, targets, _ = self.tuner.generator.labelled_logits(input_ids, attention_mask, labels)
+        return torch.log_softmax(logits.float(), dim=-1), targets
 
     def _distill_loss(self, inputs, teacher, generated: GeneratedContext) -> torch.Tensor:
         """KL from the in-context teacher's top-k answer distribution to the student's (the student is the model with
@@ -243,17 +244,19 @@ class GenerativeAdapterTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         rows = teacher["teacher_rows"]
         with torch.no_grad(), self.tuner.use_context(None):
-            teacher_logp = self._answer_logprobs(teacher["teacher_input_ids"], teacher["teacher_attention_mask"],
-                                                 teacher["teacher_labels"])
+            teacher_logp, answer = self._answer_logprobs(teacher["teacher_input_ids"],
+                                                         teacher["teacher_attention_mask"], teacher["teacher_labels"])
         with self.tuner.use_context(generated.rows(rows)):
-            student_logp = self._answer_logprobs(inputs["input_ids"][rows], inputs["attention_mask"][rows],
-                                                 inputs["labels"][rows])
+            student_logp, _ = self._answer_logprobs(inputs["input_ids"][rows], inputs["attention_mask"][rows],
+                                                    inputs["labels"][rows])
         if teacher_logp.shape[0] != student_logp.shape[0]:
             raise ValueError(f"The teacher labels {teacher_logp.shape[0]} answer tokens, the student "
                              f"{student_logp.shape[0]}: their tokenisations of the answers differ.")
-        top, tokens = teacher_logp.topk(min(self.args.distill_top_k, teacher_logp.shape[-1]), dim=-1)
-        target = torch.softmax(top, dim=-1)
-        kl = (target * (target.clamp_min(1e-12).log() - student_logp.gather(-1, tokens))).sum(-1)
+        kl, kept = topk_kl(teacher_logp, student_logp, self.args.distill_top_k,
+                           answer if self.args.distill_where_teacher_right else None)
+        if self.args.distill_where_teacher_right:
+            self.objective_metrics[mode]["distill_kept"].append(kept.float().mean().item() if kl.numel() else 0.0)
+        kl = kl[kept]
         loss = kl.mean() if kl.numel() else student_logp.sum() * 0.0
         self.objective_metrics[mode]["loss_distill"].append(loss.item())
         return loss
