@@ -549,3 +549,34 @@ def test_plot_facts_by_type_scores_each_question_type_from_the_predictions(tmp_p
     assert (tmp_path / "types.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         script.main(["--data", str(data), "--run", "no-directory", "--out", str(tmp_path / "x.png")])
+
+
+def test_plot_levers_reads_each_runs_results_and_redraws_from_its_json(tmp_path, capsys):
+    import json
+
+    from .conftest import load_example_script
+
+    def results(directory, f1, em, ppl):
+        directory.mkdir()
+        method = {"score": f1, "exact_match": em, "answer_perplexity": ppl}
+        (directory / "results.json").write_text(json.dumps({
+            "generator": str(directory), "data_file": "data/test.eval.jsonl",
+            "methods": {"adapter": method, "prompting": {"score": 10.0, "exact_match": 0.0, "answer_perplexity": 22.0}},
+        }))
+
+    results(tmp_path / "a", 23.15, 19.58, 9.01)
+    results(tmp_path / "b", 8.38, 6.67, 15.26)
+    script = load_example_script("plot_levers")
+    numbers, png = tmp_path / "levers.json", tmp_path / "levers.png"
+    script.main(["--run", f"base={tmp_path / 'a'}", "--run", f"distill={tmp_path / 'b'}", "--json", str(numbers),
+                 "--out", str(png)])
+    rows = json.loads(numbers.read_text())
+    assert list(rows) == ["base", "distill"]
+    assert rows["distill"]["adapter"] == {"f1": 8.38, "em": 6.67, "gold_ppl": 15.26}
+    assert rows["base"]["prompting"]["gold_ppl"] == 22.0
+    assert "distill: F1 8.4 / EM 6.7, gold PPL 15.26" in capsys.readouterr().out
+    png.unlink()
+    script.main(["--from-json", str(numbers), "--out", str(png)])
+    assert png.stat().st_size > 0
+    with pytest.raises(SystemExit):
+        script.main(["--run", "no-label-or-directory", "--out", str(png)])
