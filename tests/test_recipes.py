@@ -163,3 +163,15 @@ def test_facts_replay_mixture_asks_every_question_of_a_document_in_one_row(tmp_p
     assert all(a["content"].lower() in r["context"].lower() for r in stories for a in r["messages"][1::2])
     with pytest.raises(ValueError, match="only 5 articles"):
         script.build(tmp_path, tmp_path / "bad.jsonl", articles=6)
+
+
+def test_fact_capability_takes_a_band_of_layers():
+    from .conftest import load_example_script
+
+    script = load_example_script("fact_capability")
+    assert script.parse(["--name", "x", "--layers", "0-3"]).layers == [0, 1, 2, 3]
+    assert script.parse(["--name", "x", "--layers", "5,7"]).layers == [5, 7]
+    assert script.parse(["--name", "x"]).layers is None
+    for bad in ("a-b", "-1,2", ""):
+        with pytest.raises(SystemExit):
+            script.parse(["--name", "x", "--layers", bad])

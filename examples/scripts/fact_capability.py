@@ -36,6 +36,21 @@ from peft_generative.training.collation import tokenize_conversation
 from peft_generative.utils.batching import pad_rows
 
 
+def layer_list(text: str) -> list[int]:
+    """'0-14' -> [0, ..., 14]; '3,5,7' -> [3, 5, 7]."""
+    try:
+        if "-" in text:
+            first, last = (int(x) for x in text.split("-"))
+            layers = list(range(first, last + 1))
+        else:
+            layers = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'A-B' or 'A,B,C' (decoder layer indices)") from None
+    if not layers or min(layers) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: no layers, or a negative index")
+    return layers
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--name", required=True, help="run name (a directory under --out)")
@@ -43,6 +58,8 @@ def parse(argv=None):
     p.add_argument("--init", choices=["shipped", "fresh"], default="shipped",
                    help="start from the shipped generator's tensors (those of matching shape) or from scratch")
     p.add_argument("--target", default="o_proj", help="adapted module (e.g. down_proj)")
+    p.add_argument("--layers", type=layer_list, default=None,
+                   help="adapt only these decoder layers: 'A-B' (inclusive) or 'A,B,C' (default: all)")
     p.add_argument("--normalization", default=None, help="override the shipped generator's normalisation")
     p.add_argument("--alpha", type=float, default=None)
     p.add_argument("--token-gate", action="store_true", help="GenerativeAdapterConfig(token_gate=True)")
@@ -68,7 +85,7 @@ def build(args):
     kwargs = {k: saved[k] for k in ("key_dim", "value_dim", "rank", "alpha", "normalization", "window")}
     kwargs.update({k: v for k, v in (("normalization", args.normalization), ("alpha", args.alpha)) if v is not None})
     config = GenerativeAdapterConfig(task_type="CAUSAL_LM", target_modules=[args.target], encoding="parallel",
-                                     token_gate=args.token_gate, **kwargs)
+                                     layers_to_transform=args.layers, token_gate=args.token_gate, **kwargs)
     torch.manual_seed(args.seed)
     model = get_peft_model(base, config)
     if args.init == "shipped":
