@@ -117,12 +117,11 @@ class GeneratedContext:
     def context_delta_sq_norm(self) -> torch.Tensor:
         """Per row, `sum over modules ||lora_B @ lora_A||_F^2` of the part written from the context, computed from
         the factors (`trace(A A^T B^T B)`), differentiable: `(rows,)` fp32."""
-        total = None
+        squares = []
         for a, b in self.context_factors().values():
             a, b = a.float(), b.float()
-            sq = ((a @ a.mT) * (b.mT @ b)).sum((1, 2))
-            total = sq if total is None else total + sq
-        return total
+            squares.append(((a @ a.mT) * (b.mT @ b)).sum((1, 2)))
+        return torch.stack(squares).sum(0)
 
     @property
     def state_numel(self) -> int:
