@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 GENERATOR_FIELDS = ("key_dim", "value_dim", "rank", "alpha", "window", "encoding", "normalization",
-                    "init_from_attention", "center_keys", "token_gate", "shared_rank")
+                    "init_from_attention", "center_keys", "token_gate", "shared_rank", "key_conv", "value_lookahead")
 
 
 def _generator_field(name: str):
@@ -59,6 +59,8 @@ class ScriptArguments:
     center_keys: bool = _generator_field("center_keys")
     token_gate: bool = _generator_field("token_gate")
     shared_rank: int = _generator_field("shared_rank")
+    key_conv: int = _generator_field("key_conv")
+    value_lookahead: int = _generator_field("value_lookahead")
 
     def generator_config(self) -> GenerativeAdapterConfig:
         """The `GenerativeAdapterConfig` these arguments describe."""
@@ -68,27 +70,41 @@ class ScriptArguments:
         )
 
 
-def load_generator_for_training(base, generator: str, token_gate: bool = False, shared_rank: int = 0):
-    """A saved generator, trainable. Parts it was saved without are added fresh, and the rest is loaded: with
-    `token_gate`, a gate at w = 0, b = 0 (under svd normalisation the generator starts exactly as saved); with
-    `shared_rank`, a shared LoRA with `shared_B = 0` (likewise). A generator saved with a shared LoRA keeps its own
-    `shared_rank`; asking for another one is refused."""
+# parts a saved generator can be trained on with although it was saved without them: each starts at zero (the gate at
+# w = 0, b = 0, which the svd normalisation cannot tell from no gate), so the generator starts exactly as saved.
+# config field -> (what it is, for messages; its tensors)
+ADDABLE_PARTS = {"token_gate": ("token gate", ("generator_gate",)),
+                 "shared_rank": ("shared LoRA of rank", ("generator_shared_A", "generator_shared_B")),
+                 "key_conv": ("key convolution of width", ("generator_key_conv",)),
+                 "value_lookahead": ("value lookahead of width", ("generator_value_conv",))}
+
+
+def load_generator_for_training(base, generator: str, **parts):
+    """A saved generator, trainable. Parts it was saved without (`token_gate=True`, `shared_rank`, `key_conv`,
+    `value_lookahead` > 0; see `ADDABLE_PARTS`) are added fresh at zero and the rest is loaded, so it starts exactly as
+    saved. A part the generator already has keeps its saved size; asking for another size is refused."""
     from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 
+    unknown = sorted(set(parts) - set(ADDABLE_PARTS))
+    if unknown:
+        raise TypeError(f"load_generator_for_training: unknown part(s) {unknown}; known: {sorted(ADDABLE_PARTS)}.")
     config = GenerativeAdapterConfig.from_pretrained(generator)
-    add_gate = token_gate and not config.token_gate
-    add_shared = bool(shared_rank) and shared_rank != config.shared_rank
-    if add_shared and config.shared_rank:
-        raise ValueError(f"{generator} has a shared LoRA of rank {config.shared_rank}; it cannot be trained on with "
-                         f"shared_rank={shared_rank}. Leave shared_rank out (or set it to {config.shared_rank}).")
-    if not (add_gate or add_shared):
+    added = []
+    for name, wanted in parts.items():
+        saved = getattr(config, name)
+        if not wanted or wanted == saved:
+            continue
+        what, tensors = ADDABLE_PARTS[name]
+        if saved:
+            raise ValueError(f"{generator} has a {what} {saved}; it cannot be trained on with {name}={wanted}. "
+                             f"Leave {name} out (or set it to {saved}).")
+        setattr(config, name, wanted)
+        added += tensors
+    if not added:
         return PeftModel.from_pretrained(base, generator, is_trainable=True)
     from peft.utils import SAFETENSORS_WEIGHTS_NAME
     from safetensors.torch import load_file
 
-    added = ["generator_gate"] * add_gate + ["generator_shared_A", "generator_shared_B"] * add_shared
-    config.token_gate = config.token_gate or token_gate
-    config.shared_rank = config.shared_rank or shared_rank
     config.inference_mode = False
     model = get_peft_model(base, config)
     result = set_peft_model_state_dict(model, load_file(os.path.join(generator, SAFETENSORS_WEIGHTS_NAME)))
@@ -114,8 +130,8 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
 
     peft_config = None
     if script_args.init_generator:
-        model = load_generator_for_training(base, script_args.init_generator, token_gate=script_args.token_gate,
-                                            shared_rank=script_args.shared_rank)
+        model = load_generator_for_training(base, script_args.init_generator,
+                                            **{name: getattr(script_args, name) for name in ADDABLE_PARTS})
     else:
         model = base
         peft_config = script_args.generator_config()

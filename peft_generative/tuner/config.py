@@ -69,6 +69,18 @@ class GenerativeAdapterConfig(PeftConfig):
             = none. The generated adapter of a context, and its plain-LoRA export, then has rank
             `generated_rank + shared_rank` (the two are concatenated: one ordinary LoRA). `shared_B` starts at zero,
             so adding the part to a trained generator leaves it exactly as it was.
+        key_conv: keys also read the `key_conv` hidden states before each token, through a learned per-channel causal
+            convolution (a short convolution / token shift, as in Mamba, GLA, DeltaNet and RWKV, not in the paper):
+            `K_t = (h_t + sum_j c_j * h_{t-j}) A2^T`. A token's key can then say what came before it ("the ferry leaves
+            from") while its value holds the token itself, which linear-attention memories need for associative
+            recall. 0 (default) = none. Zero-initialised, so adding it to a trained generator leaves it exactly as it
+            was. Within a chunk only (see `value_lookahead`).
+        value_lookahead: the mirror variant: values also read the `value_lookahead` hidden states after each token,
+            `V_t = (h_t + sum_j e_j * h_{t+j}) A3^T`, so the key of a token can store the token that follows it (an
+            induction head written into the weights). 0 (default) = none; zero-initialised. Both convolutions stay
+            inside a chunk: the first `key_conv` tokens of a chunk see no earlier token and the last
+            `value_lookahead` tokens no later one (what a chunk boundary every `window` tokens loses); states stay
+            sums of per-chunk parts, so `extend` and `forget` stay exact.
         base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
     """
 
@@ -103,6 +115,12 @@ class GenerativeAdapterConfig(PeftConfig):
     shared_rank: int = field(
         default=0, metadata={"help": "Rank of a learned context-independent LoRA added to every adapter (0 = none)."}
     )
+    key_conv: int = field(
+        default=0, metadata={"help": "Keys also read this many earlier hidden states (short convolution; 0 = none)."}
+    )
+    value_lookahead: int = field(
+        default=0, metadata={"help": "Values also read this many later hidden states (mirror variant; 0 = none)."}
+    )
     base_model_fingerprint: Optional[dict] = field(
         default=None, metadata={"help": "Filled automatically: shape of the base model."}
     )
@@ -120,8 +138,10 @@ class GenerativeAdapterConfig(PeftConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if not isinstance(self.shared_rank, int) or isinstance(self.shared_rank, bool) or self.shared_rank < 0:
-            raise ValueError(f"`shared_rank` must be a non-negative integer (0 = none), got {self.shared_rank!r}.")
+        for name in ("shared_rank", "key_conv", "value_lookahead"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"`{name}` must be a non-negative integer (0 = none), got {value!r}.")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
         if self.encoding not in ENCODINGS:

@@ -23,14 +23,16 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
     `generator_norm` (d), `generator_A1` (d_r x d_in), `generator_A2` (d_r x d), `generator_A3` (r x d),
     `generator_B` (d_out x r, zero-initialised so a fresh generator is a no-op); with `token_gate`, `generator_gate`
     (d + 1); with `shared_rank` s > 0, the context-independent LoRA `generator_shared_A` (s x d_in) and
-    `generator_shared_B` (d_out x s, zero-initialised).
+    `generator_shared_B` (d_out x s, zero-initialised); with `key_conv` j > 0, `generator_key_conv` (j x d), and with
+    `value_lookahead` j > 0, `generator_value_conv` (j x d): per-channel convolution taps, zero-initialised.
 
     The layer never stores a context. In `forward` it asks the model's `ContextRouter` for the context of the
     current call and applies that context's precomputed factors, row by row: `y = W x + B_i (A_i x)`.
     """
 
     adapter_layer_names = ("generator_norm", "generator_A1", "generator_A2", "generator_A3", "generator_B",
-                           "generator_gate", "generator_shared_A", "generator_shared_B")
+                           "generator_gate", "generator_shared_A", "generator_shared_B", "generator_key_conv",
+                           "generator_value_conv")
     other_param_names = ()
 
     def __init__(
@@ -65,6 +67,8 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         self.generator_gate = nn.ParameterDict()  # only with `token_gate`: `[w; b]`, `g_t = sigmoid(w . h_t + b)`
         self.generator_shared_A = nn.ParameterDict()  # only with `shared_rank`: the context-independent LoRA
         self.generator_shared_B = nn.ParameterDict()
+        self.generator_key_conv = nn.ParameterDict()  # only with `key_conv`: taps on h_{t-1}, h_{t-2}, ...
+        self.generator_value_conv = nn.ParameterDict()  # only with `value_lookahead`: taps on h_{t+1}, h_{t+2}, ...
         self._disable_adapters = False
         self.merged_adapters = []
         self.update_layer(adapter_name, config)
@@ -84,19 +88,24 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         if config.shared_rank:
             self.generator_shared_A[adapter_name] = nn.Parameter(torch.empty(config.shared_rank, d_in, **factory))
             self.generator_shared_B[adapter_name] = nn.Parameter(torch.zeros(d_out, config.shared_rank, **factory))
+        if config.key_conv:
+            self.generator_key_conv[adapter_name] = nn.Parameter(torch.zeros(config.key_conv, d, **factory))
+        if config.value_lookahead:
+            self.generator_value_conv[adapter_name] = nn.Parameter(torch.zeros(config.value_lookahead, d, **factory))
         self.reset_generator(adapter_name)
         self.set_adapter(self.active_adapters)
 
     @torch.no_grad()
     def reset_generator(self, adapter_name: str) -> None:
-        """Kaiming-normal A1, A2, A3 (and shared_A); B = 0 and shared_B = 0 (the model starts exactly as the base
-        model)."""
+        """Kaiming-normal A1, A2, A3 (and shared_A); B = 0, shared_B = 0 and the convolution taps 0 (the model starts
+        exactly as the base model)."""
         for name in ("generator_A1", "generator_A2", "generator_A3", "generator_shared_A"):
             if adapter_name in getattr(self, name):
                 nn.init.kaiming_normal_(getattr(self, name)[adapter_name], a=math.sqrt(5))
         self.generator_B[adapter_name].zero_()
-        if adapter_name in self.generator_shared_B:
-            self.generator_shared_B[adapter_name].zero_()
+        for name in ("generator_shared_B", "generator_key_conv", "generator_value_conv"):
+            if adapter_name in getattr(self, name):
+                getattr(self, name)[adapter_name].zero_()
         self.generator_norm[adapter_name].fill_(1.0)
         if adapter_name in self.generator_gate:
             self.generator_gate[adapter_name].zero_()  # g = 1/2 for every token: no change under svd normalisation
@@ -143,17 +152,35 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         a3 = self.generator_A3[adapter_name]
         h = hidden.to(a2.dtype)
         h = h * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + RMS_EPS).to(h.dtype)
-        h = (h * self.generator_norm[adapter_name]) * mask.unsqueeze(-1).to(h.dtype)
-        keys = h @ a2.mT
-        values = h @ a3.mT
+        valid = mask.unsqueeze(-1).to(h.dtype)
+        h = (h * self.generator_norm[adapter_name]) * valid
+        keys = self._convolved(h, valid, self.generator_key_conv, adapter_name, +1) @ a2.mT
+        values = self._convolved(h, valid, self.generator_value_conv, adapter_name, -1) @ a3.mT
         if adapter_name in self.generator_gate:
             gate = self.generator_gate[adapter_name]
             values = values * torch.sigmoid(h @ gate[:-1] + gate[-1]).unsqueeze(-1)
         if self.configs[adapter_name].center_keys:
-            valid = mask.unsqueeze(-1).to(keys.dtype)
             mean = (keys * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp_min(1)
             keys = (keys - mean) * valid
         return torch.einsum("bnk,bnv->bkv", keys.float(), values.float())
+
+    @staticmethod
+    def _convolved(h: torch.Tensor, valid: torch.Tensor, taps: nn.ParameterDict, adapter_name: str,
+                   direction: int) -> torch.Tensor:
+        """`h_t + sum_j w_j * h_{t - direction * j}` over `(b, n, d)` (`direction` +1: earlier tokens, -1: later),
+        inside the chunk (zeros beyond its ends and at padding); `h` itself when there are no taps."""
+        if adapter_name not in taps:
+            return h
+        weights = taps[adapter_name]
+        n = h.shape[1]
+        out = h
+        for j in range(1, weights.shape[0] + 1):
+            if j >= n:
+                break
+            zeros = h.new_zeros(h.shape[0], j, h.shape[2])
+            shifted = torch.cat([zeros, h[:, : n - j]], 1) if direction > 0 else torch.cat([h[:, j:], zeros], 1)
+            out = out + shifted * weights[j - 1]
+        return out * valid
 
     def factors(self, state: torch.Tensor, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Compact LoRA factors of `delta_W = s * B N^T A1 (+ shared_B shared_A)` for states `(b, d_r, r)`:
