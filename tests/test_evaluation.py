@@ -17,14 +17,18 @@ from peft_generative.lm_costs import kv_cache_numel
 from peft_generative.evaluation import (
     EvalDataError,
     accuracy,
+    best_contains,
     best_exact_match,
     best_f1,
     bucket_label,
     bucket_labels,
+    contains_answer,
     evaluate,
     exact_match,
     normalize_answer,
     perplexity,
+    summarize,
+    to_markdown,
     token_f1,
 )
 from peft_generative.evaluation.conversation import load_conversations
@@ -92,6 +96,38 @@ def test_squad_normalisation_exact_match_and_f1():
     assert perplexity(4 * math.log(2), 4) == pytest.approx(2.0)
 
 
+def test_gold_contained_looks_for_the_answer_as_whole_words():
+    # token boundaries: a number inside a longer number is not contained
+    assert contains_answer("2012", "12") == 0.0
+    assert contains_answer("in 2012", "2012") == 1.0
+    assert contains_answer("The Theatre Royal", "theatre") == 1.0  # articles go only as whole words
+    assert contains_answer("The ferry leaves from Port Aldane every day.", "port aldane") == 1.0
+    assert contains_answer("The ferry leaves from Port every day, Aldane said", "port aldane") == 0.0  # in order
+    assert contains_answer("Aldane Port", "Port Aldane") == 0.0
+    assert contains_answer("Portaldane", "port aldane") == 0.0
+    # punctuation and articles are normalised away on both sides (SQuAD normalisation)
+    assert contains_answer("About 1,200 people.", "1200") == 1.0
+    assert contains_answer("It was the Green Lantern!", "a green lantern") == 1.0
+    assert contains_answer("St. Ives", "st ives") == 1.0
+    assert contains_answer("The answer is green", "green") == exact_match("green", "green") == 1.0
+    assert contains_answer("", "green") == 0.0
+    assert contains_answer("green", "the green lantern") == 0.0  # the whole gold answer must be there
+    # an exact match is always contained
+    for prediction, gold in (("The Eiffel Tower.", "eiffel tower"), ("1874", "1874")):
+        assert exact_match(prediction, gold) == contains_answer(prediction, gold) == 1.0
+    for empty in ("", "  ", "The", "a, an!"):
+        with pytest.raises(ValueError, match="empty after SQuAD normalisation"):
+            contains_answer("the answer", empty)
+    # several gold answers: the best one; answers with no word left are passed over
+    assert best_contains("It opened in 1874.", ["1875", "1874"]) == 1.0
+    assert best_contains("It opened in 1874.", ["1875", "74"]) == 0.0
+    assert best_contains("Port Aldane", ["The", "aldane"]) == 1.0
+    assert best_contains("Port Aldane", "port") == 1.0  # a single string is one gold answer
+    for golds in ([], ["", "the"]):
+        with pytest.raises(ValueError, match="gold"):
+            best_contains("x", golds)
+
+
 def test_buckets_by_token_length():
     assert bucket_labels((1024, 512)) == ["<=512", "513-1024", ">1024"]
     assert bucket_label(1, (512, 1024)) == "<=512"
@@ -123,6 +159,9 @@ def test_knowledge_three_methods_outputs_and_buckets(tmp_path, model, tokenizer)
     assert set(result["methods"]) == set(METHODS)
     for method, summary in result["methods"].items():
         assert SUMMARY_FIELDS <= set(summary) and "exact_match" in summary
+        records = [r for r in result["records"] if r["method"] == method]
+        assert summary["contained"] == pytest.approx(100 * sum(r["contained"] for r in records) / len(records))
+        assert "contained_answers" not in summary  # every answer was checked
         assert summary["answers"] == 16 and summary["contexts"] == 6
         assert 0 <= summary["score"] <= 100 and summary["flops_per_answer"] > 0
     closed, prompting, adapter = (result["methods"][m] for m in METHODS)
@@ -147,6 +186,8 @@ def test_knowledge_three_methods_outputs_and_buckets(tmp_path, model, tokenizer)
         assert r["state_bytes"] == expected_state
         assert "\n" not in r["prediction"]
     assert set(result["by_bucket"]) == {r["bucket"] for r in result["records"]}
+    assert result["by_kind"] == {} and result["control_contained"] is None  # no kinds in this file, no control
+    assert all("kind" not in r and "type" not in r for r in result["records"])
 
     saved = json.loads((out / "results.json").read_text())
     assert {"task", "metric", "higher_is_better", "methods", "by_bucket", "by_group", "settings", "files"} <= set(saved)
@@ -154,10 +195,12 @@ def test_knowledge_three_methods_outputs_and_buckets(tmp_path, model, tokenizer)
     assert set(saved["methods"]) == set(METHODS)
     assert SUMMARY_FIELDS <= set(saved["methods"]["adapter"])
     markdown = (out / "results.md").read_text()
-    assert "| method | score | EM |" in markdown and "generative adapter" in markdown
+    assert "| method | score | EM | gold contained |" in markdown and "generative adapter" in markdown
+    assert "answer kind" not in markdown
     assert "| context length (tokens) |" in markdown and "| docs=2 |" in markdown
     lines = (out / "predictions.jsonl").read_text().splitlines()
-    assert len(lines) == 3 * 16 and {"method", "prediction", "f1", "em", "bucket"} <= set(json.loads(lines[0]))
+    assert len(lines) == 3 * 16 and {"method", "prediction", "f1", "em", "contained", "bucket"} <= set(
+        json.loads(lines[0]))
     for name in ("score_by_length.png", "score_vs_cost.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -209,7 +252,191 @@ def test_gold_answer_likelihood_is_scored_with_the_same_prompt_and_adapter(tmp_p
         records = [r for r in result["records"] if r["method"] == method]
         expected = math.exp(sum(r["answer_nll"] for r in records) / sum(r["answer_tokens"] for r in records))
         assert summary["answer_perplexity"] == pytest.approx(expected)
-    assert "| method | score | EM | gold-answer PPL |" in (out / "results.md").read_text()
+    assert "| method | score | EM | gold contained | gold-answer PPL |" in (out / "results.md").read_text()
+
+
+# ---- gold contained and answer kinds ----------------------------------------------------------------------------
+def test_question_kind_and_type_survive_loading_and_grouping(tmp_path):
+    path = write_jsonl(tmp_path / "kinds.jsonl", [
+        {"id": "a", "context": "Built in 1874 at Port Aldane.", "questions": [
+            {"question": "When?", "answers": ["1874"], "kind": "digits", "type": "year"},
+            {"question": "Where?", "answers": ["Port Aldane"], "kind": " place "}]},
+        {"id": "b", "context": "Old text.", "questions": [{"question": "Who?", "answers": ["Mira"], "type": "person"}]},
+    ])
+    docs = load_documents(path)
+    assert docs[0]["questions"] == [
+        {"question": "When?", "answers": ["1874"], "kind": "digits", "type": "year"},
+        {"question": "Where?", "answers": ["Port Aldane"], "kind": "place"}]  # kept stripped
+    assert docs[1]["questions"] == [{"question": "Who?", "answers": ["Mira"], "type": "person"}]
+    assert group_documents(docs, 2)[0]["questions"] == docs[0]["questions"] + docs[1]["questions"]
+    # a file without kinds (the older format) loads as before
+    assert "kind" not in load_documents(knowledge_file(tmp_path))[0]["questions"][0]
+
+
+def test_an_answer_with_no_word_left_is_not_looked_for(tmp_path, model, tokenizer):
+    """ "A" normalises to nothing (an article): F1 / EM are scored as before, gold contained leaves it out."""
+    path = write_jsonl(tmp_path / "letters.jsonl", [{"context": "Option A is right.", "questions": [
+        {"question": "Which option?", "answers": ["A"]}, {"question": "Is it right?", "answers": ["yes", "The"]}]}])
+    result = evaluate("knowledge", path, model=model, tokenizer=tokenizer, group_sizes=(1,), max_new_tokens=3,
+                      methods=["closed_book"], progress=False)
+    first, second = result["records"]
+    assert first["contained"] is None and second["contained"] == contains_answer(second["prediction"], "yes")
+    summary = result["methods"]["closed_book"]
+    assert summary["contained"] == 100 * second["contained"] and summary["contained_answers"] == 1
+    assert "(of 1)" in to_markdown(result)
+
+
+@pytest.mark.parametrize("question, message", [
+    ({"kind": 3}, r"kinds.jsonl:1 \(question 0\): 'kind' must be a string, got int"),
+    ({"kind": "  "}, r"kinds.jsonl:1 \(question 0\): 'kind' is empty"),
+    ({"kind": None}, r"'kind' must be a string, got NoneType"),
+    ({"type": ["year"]}, r"'type' must be a string, got list"),
+])
+def test_bad_kind_type_or_unscorable_answer(tmp_path, question, message):
+    path = write_jsonl(tmp_path / "kinds.jsonl", [
+        {"context": "A.", "questions": [{"question": "q?", "answers": ["a word"]} | question]}])
+    with pytest.raises(EvalDataError, match=message):
+        load_documents(path)
+
+
+def crafted_records():
+    """Answers of three methods to four questions (two contexts), scored with the real metric functions."""
+    golds = [("digits", ["12"]), ("digits", ["1874"]), ("place", ["Port Aldane", "Aldane"]), (None, ["green"])]
+    predictions = {
+        "closed_book": ["In 2012.", "It was 1874", "The ferry leaves from Port Aldane every day.", "Green."],
+        "adapter": ["12", "1875", "port", "the green one"],
+        "adapter_other_context": ["1812", "1875", "Aldane", "blue"],
+    }
+    records = []
+    for method, answers in predictions.items():
+        for i, (answer, (kind, gold)) in enumerate(zip(answers, golds)):
+            records.append({
+                "method": method, "unit": f"u{i // 2}", "group": "docs=1", "bucket": "<=512", "context_tokens": 9,
+                "prediction": answer, "gold": gold, "f1": best_f1(answer, gold), "em": best_exact_match(answer, gold),
+                "contained": best_contains(answer, gold), **({"kind": kind} if kind else {}),
+                "seconds": 0.1, "context_seconds": 0.0, "flops": 1e9, "context_flops": 0.0, "prompt_tokens": 20,
+                "generated_tokens": 3, "truncated": False, "state_bytes": 0,
+            })
+    return records
+
+
+def test_gold_contained_and_kind_breakdown_against_hand_computed_values():
+    records = crafted_records()
+    methods = ["closed_book", "adapter", "adapter_other_context"]
+    summary = summarize(records, metric="f1", methods=methods, buckets=(512,))
+    # closed-book: contained 0,1,1,1; EM 0,0,0,1; F1 0, 2/4 (it was 1874), 4/9 (2 of 7 words), 1
+    closed, adapter = summary["methods"]["closed_book"], summary["methods"]["adapter"]
+    assert closed["contained"] == pytest.approx(75.0) and closed["exact_match"] == pytest.approx(25.0)
+    assert closed["score"] == pytest.approx(100 * (0 + 1 / 2 + 4 / 9 + 1) / 4)
+    # adapter: contained 1,0,0,1; EM 1,0,0,0; F1 1, 0, 2/3 (port of port aldane), 2/3 (green of green one)
+    assert adapter["contained"] == pytest.approx(50.0) and adapter["exact_match"] == pytest.approx(25.0)
+    assert adapter["score"] == pytest.approx(100 * (1 + 0 + 2 / 3 + 2 / 3) / 4)
+    assert summary["methods"]["adapter_other_context"]["contained"] == pytest.approx(25.0)  # "Aldane" only
+    # the same per context-length bucket and per group
+    assert summary["by_bucket"]["<=512"]["closed_book"]["contained"] == pytest.approx(75.0)
+    assert summary["by_group"]["docs=1"]["adapter"]["contained"] == pytest.approx(50.0)
+    by_kind = summary["by_kind"]
+    assert list(by_kind) == ["digits", "place", "(no kind)"]
+    digits = by_kind["digits"]
+    assert digits["closed_book"] == {"answers": 2, "score": pytest.approx(25.0), "exact_match": 0.0,
+                                     "contained": 50.0}
+    assert digits["adapter"] == {"answers": 2, "score": 50.0, "exact_match": 50.0, "contained": 50.0}
+    assert by_kind["place"]["closed_book"]["score"] == pytest.approx(100 * 4 / 9)
+    assert by_kind["place"]["adapter"]["contained"] == 0.0
+    assert by_kind["place"]["adapter_other_context"]["contained"] == 100.0
+    assert by_kind["(no kind)"]["adapter"] == {"answers": 1, "score": pytest.approx(200 / 3), "exact_match": 0.0,
+                                               "contained": 100.0}
+    # paired own vs other adapter: contained 1,0,0,1 against 0,0,1,0
+    paired = summary["control_contained"]
+    assert {k: paired[k] for k in ("answers", "own_only", "other_only", "both", "neither")} == {
+        "answers": 4, "own_only": 2, "other_only": 1, "both": 0, "neither": 1}
+    diffs = [1, 0, -1, 1]
+    spread = math.sqrt(sum((d - 0.25) ** 2 for d in diffs) / 3)
+    assert paired["difference"] == pytest.approx(25.0) and paired["standard_error"] == pytest.approx(100 * spread / 2)
+    assert summary["control_gap"] is None  # these records carry no likelihood
+
+    result = {"task": "knowledge", "data_file": "k.jsonl", "model": "m", "generator": "g", "wall_seconds": 1.0,
+              "settings": {"contexts": 2}, "data": {}, **summary}
+    text = to_markdown(result)
+    assert "| method | score | EM | gold contained | gold-answer PPL | answers |" in text
+    assert "| closed-book | 48.61 | 25.00 | 75.00 | - | 4 |" in text
+    assert ("own only 2, other only 1, both 0, neither 1 of 4 answers; difference +25.00 ± 47.87 points"
+            in text)
+    assert "| answer kind | method | F1 | EM | gold contained | answers |" in text
+    assert "| digits | closed-book | 25.00 | 0.00 | 50.00 | 2 |" in text
+    assert "| place | adapter of another context (control) | 100.00 | 100.00 | 100.00 | 1 |" in text  # Aldane
+    assert "| (no kind) | generative adapter | 66.67 | 0.00 | 100.00 | 1 |" in text
+
+    # without kinds: no breakdown, and the per-method numbers do not change
+    plain = summarize([{k: v for k, v in r.items() if k != "kind"} for r in records], metric="f1", methods=methods,
+                      buckets=(512,))
+    assert plain["by_kind"] == {} and plain["methods"] == summary["methods"]
+    assert "answer kind" not in to_markdown(result | plain)
+
+
+def test_gold_contained_for_every_method_and_kinds_end_to_end(tmp_path, model, tokenizer):
+    """A real run (the tiny random model): the golds are made from the closed-book answers of a first run (which
+    depend on the question only), so that closed-book's gold contained, EM and F1 are known by hand."""
+    contexts = ["The lantern of Velmora is green and was lit in 1874.", "Brindle keeps a grey boat by the mill.",
+                "Corvale has a ferry to Port Aldane."]
+    questions = ["What colour is the lantern?", "In which year was it lit?", "Who keeps the boat?"]
+
+    def data(golds, name):
+        return write_jsonl(tmp_path / name, [
+            {"id": f"d{i}", "context": c, "questions": [
+                {"question": questions[0], "answers": [golds[0]], "kind": "word", "type": "colour"},
+                {"question": questions[1], "answers": [golds[1]], "kind": "digits"},
+                {"question": questions[2], "answers": [golds[2]]}]}
+            for i, c in enumerate(contexts)])
+
+    kwargs = dict(model=model, tokenizer=tokenizer, group_sizes=(1,), max_new_tokens=6, progress=False)
+    first = evaluate("knowledge", data(["green", "1874", "Brindle"], "first.jsonl"), methods=["closed_book"],
+                     **kwargs)
+    answers = [r["prediction"] for r in first["records"][:3]]
+    assert [r["prediction"] for r in first["records"][3:6]] == answers  # closed-book ignores the context
+    words = [normalize_answer(a).split() for a in answers]
+    assert words[0] and words[1], answers  # the random model says something for both
+    # gold 1: the whole answer (EM, contained); gold 2: its last word (contained; F1 = 2 / (n + 1)); gold 3: absent
+    path = data([answers[0], words[1][-1], "zzqx"], "kinds.jsonl")
+    methods = ["closed_book", "prompting", "adapter", "adapter_other_context"]
+    result = evaluate("knowledge", path, methods=methods, out_dir=tmp_path / "out", **kwargs)
+    assert set(result["methods"]) == set(methods)
+    for method in methods:
+        records = [r for r in result["records"] if r["method"] == method]
+        assert all(r["contained"] == best_contains(r["prediction"], r["gold"]) for r in records)
+        assert result["methods"][method]["contained"] == pytest.approx(
+            100 * sum(r["contained"] for r in records) / len(records))
+        assert [r.get("kind") for r in records[:3]] == ["word", "digits", None]
+        assert [r.get("type") for r in records[:3]] == ["colour", None, None]
+    closed = result["methods"]["closed_book"]
+    n = len(words[1])
+    assert closed["contained"] == pytest.approx(100 * 2 / 3)
+    assert closed["exact_match"] == pytest.approx(100 * (1 + (n == 1)) / 3)
+    assert closed["score"] == pytest.approx(100 * (1 + 2 / (n + 1)) / 3)
+    by_kind = result["by_kind"]
+    assert list(by_kind) == ["digits", "word", "(no kind)"]
+    assert set(by_kind["word"]) == set(methods) and by_kind["word"]["closed_book"]["answers"] == 3
+    assert by_kind["word"]["closed_book"]["contained"] == by_kind["word"]["closed_book"]["exact_match"] == 100.0
+    assert by_kind["digits"]["closed_book"]["contained"] == 100.0
+    assert by_kind["(no kind)"]["closed_book"]["contained"] == 0.0
+    paired = result["control_contained"]
+    assert paired["answers"] == 9 and sum(paired[k] for k in ("own_only", "other_only", "both", "neither")) == 9
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["by_kind"]["word"]["closed_book"]["contained"] == 100.0 and saved["control_contained"] == paired
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "| answer kind | method | F1 | EM | gold contained | answers |" in markdown
+    assert "| word | closed-book | 100.00 | 100.00 | 100.00 | 3 |" in markdown
+    assert "Gold contained, own context's adapter against another context's" in markdown
+
+    # reusing the baselines of a run made before `contained` and `kind` were recorded: both are filled in
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
+    old = [{k: v for k, v in json.loads(line).items() if k not in ("contained", "kind", "type")} for line in lines]
+    (tmp_path / "out" / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    again = evaluate("knowledge", path, methods=["closed_book", "adapter"], reuse_baselines=tmp_path / "out",
+                     **kwargs)
+    assert again["settings"]["reused_baselines"]["methods"] == ["closed_book"]
+    assert again["methods"]["closed_book"]["contained"] == pytest.approx(closed["contained"])
+    assert again["by_kind"]["word"]["closed_book"] == by_kind["word"]["closed_book"]
 
 
 def test_prompting_keeps_the_end_of_a_context_too_long_for_the_model(model, tokenizer):
@@ -250,8 +477,14 @@ def test_demonstrations_option_scoring_and_generation(tmp_path, model, tokenizer
         assert any(a["option_logprobs"] != b["option_logprobs"] for a, b in zip(ranked[m], ranked["closed_book"]))
     generated = [r for r in result["records"] if "option_logprobs" not in r]
     assert len(generated) == 3 and all(r["generated_tokens"] >= 1 for r in generated)
-    for summary in result["methods"].values():
+    # gold contained only where the answer is generated (an option-scored prediction is one of the options)
+    assert all(r["contained"] == contains_answer(r["prediction"], "6") for r in generated)
+    assert not any("contained" in r for rs in ranked.values() for r in rs)
+    for method, summary in result["methods"].items():
         assert summary["answers"] == 7 and 0 <= summary["score"] <= 100
+        mine = next(r for r in generated if r["method"] == method)
+        assert summary["contained"] == 100 * mine["contained"] and summary["contained_answers"] == 1
+    assert "gold contained" in (tmp_path / "out" / "results.md").read_text() and result["by_kind"] == {}
 
 
 # ---- conversation ---------------------------------------------------------------------------------------------
@@ -280,17 +513,22 @@ def test_conversation_next_session_perplexity(tmp_path, model, tokenizer):
     assert ppl["adapter"] != ppl["closed_book"] and ppl["prompting"] != ppl["closed_book"]
     assert {r["group"] for r in result["records"]} == {"sessions=1", "sessions=2"}
     assert result["control_gap"] is None  # only with the control method
+    assert not any("contained" in s for s in result["methods"].values())  # replies are scored, not generated
+    assert "gold contained" not in (tmp_path / "out" / "results.md").read_text()
     assert (tmp_path / "out" / "score_by_length.png").exists()
 
 
 def test_conversation_probes_f1(tmp_path, model, tokenizer):
     path = write_jsonl(tmp_path / "probes.jsonl", [
-        {"history": HISTORY, "probes": [{"question": "What is my dog called?", "answers": ["Rex"]},
+        {"history": HISTORY, "probes": [{"question": "What is my dog called?", "answers": ["Rex"], "kind": "name"},
                                         {"question": "What pet do you have?", "answers": ["a cat", "cat"]}]},
     ])
     result = evaluate("conversation", path, model=model, tokenizer=tokenizer, max_new_tokens=3, progress=False)
     assert result["metric"] == "f1" and result["data"]["kind"] == "probes"
-    assert all(s["answers"] == 2 and "exact_match" in s for s in result["methods"].values())
+    assert all(s["answers"] == 2 and {"exact_match", "contained"} <= set(s) for s in result["methods"].values())
+    # probes are short answers: gold contained and the per-kind breakdown work as for knowledge
+    assert list(result["by_kind"]) == ["name", "(no kind)"]
+    assert all(result["by_kind"]["name"][m]["answers"] == 1 for m in METHODS)
 
 
 # ---- bad input ----------------------------------------------------------------------------------------------------

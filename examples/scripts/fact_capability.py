@@ -1,12 +1,17 @@
-"""Can a generated adapter carry exact facts? A CPU-budgeted capability test (issue 22).
+"""Can a generated adapter carry exact facts, and copy words? A CPU-budgeted capability test (issues 22 and 32).
 
-Trains a generator variant on the synthetic fact and needle documents of `peft_generative.data.synthetic_facts`
-(answers-only cross-entropy; the context reaches the model only through the adapter) for a fixed budget of process
-CPU time, then evaluates on held-out documents whose names were never seen in training: exact match / F1 by question
-type with the own adapter and with another document's adapter (the control), the gold-answer NLL gap between them,
-and the closed-book and context-in-prompt baselines.
+Trains a generator variant on synthetic documents (answers-only cross-entropy; the context reaches the model only
+through the adapter) for a fixed budget of process CPU time, then evaluates on held-out documents whose names and
+answer words were never seen in training: exact match / F1 / gold contained by question type and answer kind with the
+own adapter and with another document's adapter (the control), the gold-answer NLL gap between them, and the
+closed-book and context-in-prompt baselines (computed once per `--out` and cached, since they do not depend on the
+generator). `--data facts`: the fact and needle documents of `peft_generative.data.synthetic_facts` (issue 22);
+`--data words`: the open-vocabulary documents of `peft_generative.data.synthetic_words` (answers from open word lists,
+many relations, held-out relations and phrasings); `--data both`: half each. Whatever the training data, the
+evaluation covers the held-out facts, needles, words and unseen-relation words.
 
     python examples/scripts/fact_capability.py --name wide --token-gate --cpu-budget 640 --out runs/facts
+    python examples/scripts/fact_capability.py --name words_kconv --data words --key-conv 3 --cpu-budget 900
 
 Resumable: run the same command again after a kill and it continues from `<out>/<name>/` (safetensors + JSON).
 Results: `<out>/<name>/result.json` and the trained generator in `<out>/<name>/generator`; progress lines
@@ -29,8 +34,9 @@ from safetensors.torch import load_file, save_file
 
 from peft_generative import GenerativeAdapterConfig, generator_of
 from peft_generative.data.synthetic_facts import SYLLABLES, fact_document, needle_document
+from peft_generative.data.synthetic_words import word_document, word_needle_document
 from peft_generative.default_model import load_base_model
-from peft_generative.evaluation.metrics import best_exact_match, best_f1, normalize_answer
+from peft_generative.evaluation.metrics import best_contains, best_exact_match, best_f1
 from peft_generative.loading import shipped_generator_path
 from peft_generative.training.collation import tokenize_conversation
 from peft_generative.utils.batching import pad_rows
@@ -63,6 +69,14 @@ def parse(argv=None):
     p.add_argument("--normalization", default=None, help="override the shipped generator's normalisation")
     p.add_argument("--alpha", type=float, default=None)
     p.add_argument("--token-gate", action="store_true", help="GenerativeAdapterConfig(token_gate=True)")
+    p.add_argument("--key-conv", type=int, default=0, help="GenerativeAdapterConfig(key_conv=N)")
+    p.add_argument("--value-lookahead", type=int, default=0, help="GenerativeAdapterConfig(value_lookahead=N)")
+    p.add_argument("--key-dim", type=int, default=None, help="state size (default: the shipped generator's); a larger "
+                   "state starts from the shipped tensors in its leading block")
+    p.add_argument("--value-dim", type=int, default=None)
+    p.add_argument("--rank", type=int, default=None)
+    p.add_argument("--data", choices=["facts", "words", "both"], default="facts",
+                   help="training documents: synthetic facts (issue 22), open-vocabulary words (issue 32) or half each")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--docs-per-step", type=int, default=4)
     p.add_argument("--train-names", choices=["wide", "narrow"], default="wide",
@@ -83,23 +97,42 @@ def build(args):
     shipped = shipped_generator_path()
     saved = json.loads((shipped / "adapter_config.json").read_text())
     kwargs = {k: saved[k] for k in ("key_dim", "value_dim", "rank", "alpha", "normalization", "window")}
-    kwargs.update({k: v for k, v in (("normalization", args.normalization), ("alpha", args.alpha)) if v is not None})
+    overrides = {"normalization": args.normalization, "alpha": args.alpha, "key_dim": args.key_dim,
+                 "value_dim": args.value_dim, "rank": args.rank}
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
     config = GenerativeAdapterConfig(task_type="CAUSAL_LM", target_modules=[args.target], encoding="parallel",
-                                     layers_to_transform=args.layers, token_gate=args.token_gate, **kwargs)
+                                     layers_to_transform=args.layers, token_gate=args.token_gate,
+                                     key_conv=args.key_conv, value_lookahead=args.value_lookahead, **kwargs)
     torch.manual_seed(args.seed)
     model = get_peft_model(base, config)
     if args.init == "shipped":
         weights = load_file(str(shipped / "adapter_model.safetensors"))
         own = {n.replace(".default", ""): p for n, p in model.named_parameters()}
-        set_peft_model_state_dict(model, {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape})
+        set_peft_model_state_dict(model, {k: grown(own[k], v) for k, v in weights.items()
+                                          if k in own and own[k].dim() == v.dim()})
     for name, param in model.named_parameters():
         param.requires_grad_("generator_" in name)
     tok.padding_side = "left"
     return model, tok
 
 
+def grown(target: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
+    """`saved` in the leading block of a copy of `target` (a larger state keeps the saved generator's directions; the
+    rest keeps its fresh initialisation: Kaiming for A1/A2/A3, zero for B); `saved` itself when the shapes agree."""
+    if target.shape == saved.shape:
+        return saved
+    out = target.detach().clone()
+    block = tuple(slice(0, min(a, b)) for a, b in zip(target.shape, saved.shape))
+    out[block] = saved[block].to(out.dtype)
+    return out
+
+
 def train_document(index: int, args) -> dict:
     rng = random.Random(f"{args.seed}-train-mix-{index}")
+    if args.data == "words" or (args.data == "both" and rng.random() < 0.5):
+        if rng.random() < args.needle_fraction:
+            return word_needle_document("train", index, args.seed)
+        return word_document("train", index, args.seed)
     if rng.random() < args.needle_fraction:
         return needle_document("train", index, args.seed)
     return fact_document("train", index, args.seed,
@@ -154,16 +187,23 @@ def gold_nll(model, tok, prompts, answers, context=None, batch=24):
 
 
 def score(predictions, questions):
+    """EM, F1 and gold contained (x100) over all questions, EM by question type, and all three by answer kind."""
     answers = [q["answers"] for q in questions]
-    em = [best_exact_match(p, a) for p, a in zip(predictions, answers)]
-    by_type = {}
-    for e, q in zip(em, questions):
-        by_type.setdefault(q["type"], []).append(e)
-    mean = lambda xs: 100 * sum(xs) / max(len(xs), 1)  # noqa: E731
-    return {"EM": mean(em), "F1": mean([best_f1(p, a) for p, a in zip(predictions, answers)]),
-            "contains": mean([float(normalize_answer(a[0]) in normalize_answer(p))
-                              for p, a in zip(predictions, answers)]),
-            "EM_by_type": {k: round(mean(v), 1) for k, v in sorted(by_type.items())}, "predictions": predictions}
+    measures = {"EM": [best_exact_match(p, a) for p, a in zip(predictions, answers)],
+                "F1": [best_f1(p, a) for p, a in zip(predictions, answers)],
+                "contains": [best_contains(p, a) for p, a in zip(predictions, answers)]}
+    mean = lambda xs: round(100 * sum(xs) / max(len(xs), 1), 1)  # noqa: E731
+
+    def grouped(field, values):
+        groups = {}
+        for v, q in zip(values, questions):
+            groups.setdefault(q.get(field, "?"), []).append(v)
+        return {k: mean(v) for k, v in sorted(groups.items())}
+
+    return {**{name: mean(values) for name, values in measures.items()},
+            "EM_by_type": grouped("type", measures["EM"]),
+            "by_kind": {name: grouped("kind", values) for name, values in measures.items()},
+            "predictions": predictions}
 
 
 @torch.no_grad()
@@ -193,6 +233,28 @@ def baselines(model, tok, docs):
                "prompting": [f"{docs[i]['context']}\n\n{q['question']}" for i, q in pairs]}
     with model.use_context(None):
         return {tag: score(generate(model, tok, p, max_new_tokens=24), questions) for tag, p in prompts.items()}
+
+
+def eval_sets(n: int, seed: int) -> dict[str, list[dict]]:
+    """The held-out documents every run is measured on, whatever it was trained on."""
+    return {"facts": [fact_document("test", i, seed) for i in range(n)],
+            "needle": [needle_document("test", i, seed) for i in range(n)],
+            "words": [word_document("test", i, seed) for i in range(n)],
+            "words_unseen": [word_document("test", i, seed, unseen=True) for i in range(n)],
+            "word_needle": [word_needle_document("test", i, seed) for i in range(n)]}
+
+
+def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:
+    """Closed-book and context-in-prompt answers do not depend on the generator: computed once per output folder."""
+    key = {name: [d["id"] for d in docs] for name, docs in sets.items()}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["documents"] == key:
+            return saved["results"]
+    results = {name: baselines(model, tok, docs) for name, docs in sets.items()}
+    path.with_suffix(".tmp").write_text(json.dumps({"documents": key, "results": results}, indent=1))
+    os.replace(path.with_suffix(".tmp"), path)  # runs side by side may share the cache: never a half-written file
+    return results
 
 
 # ---- resumable training -----------------------------------------------------------------------------------------
@@ -235,15 +297,20 @@ def main(argv=None):
     if (run / "checkpoint.safetensors").exists():
         state = restore(run, model, optimizer)
         print(f"resumed at step {state['step']} ({state['cpu']:.0f} CPU s)", flush=True)
-    facts = [fact_document("test", i, args.seed) for i in range(args.n_eval)]
-    needles = [needle_document("test", i, args.seed) for i in range(args.n_eval)]
-    probe_docs = facts[:16] + needles[:8]
+    sets = eval_sets(args.n_eval, args.seed)
+    probe_sets = {"facts": sets["facts"][:8], "words": sets["words"][:12], "needle": sets["needle"][:4]}
 
     def probe():
-        r = evaluate_adapters(model.eval(), tok, probe_docs, generation=False)
-        entry = {"step": state["step"], "cpu": round(state["cpu"]), "own_nll": round(r["own"]["nll"], 3),
-                 "control_nll": round(r["control"]["nll"], 3), "gap": round(r["nll_gap"], 3),
-                 "own_better": round(r["own_better"], 2)}
+        """Gold NLL with the own / another document's adapter, and gold contained in the own adapter's answers, on
+        the first held-out documents of each set (the curve of docs/img/words_contained_levers.png)."""
+        entry = {"step": state["step"], "cpu": round(state["cpu"])}
+        for part, docs in probe_sets.items():
+            r = evaluate_adapters(model.eval(), tok, docs, generation=part != "needle")
+            entry[part] = {"own_nll": round(r["own"]["nll"], 3), "control_nll": round(r["control"]["nll"], 3),
+                           "gap": round(r["nll_gap"], 3), "own_better": round(r["own_better"], 2)}
+            if part != "needle":
+                entry[part]["contains"] = r["own"]["contains"]
+                entry[part]["control_contains"] = r["control"]["contains"]
         state["probes"].append(entry)
         print("PROBE", json.dumps(entry), flush=True)
 
@@ -277,15 +344,17 @@ def main(argv=None):
     model.save_pretrained(str(run / "generator"))  # a generator directory: `peft-generative eval --generator ...`
     model.eval()
     result = {"args": vars(args), "steps": state["step"], "train_cpu_s": round(state["cpu"]),
-              "train_wall_s": round(state["wall"]), "probes": state["probes"],
-              "facts": evaluate_adapters(model, tok, facts), "needle": evaluate_adapters(model, tok, needles),
-              "baselines_facts": baselines(model, tok, facts), "baselines_needle": baselines(model, tok, needles)}
+              "train_wall_s": round(state["wall"]), "probes": state["probes"]}
+    result.update({part: evaluate_adapters(model, tok, docs) for part, docs in sets.items()})
+    cached = cached_baselines(Path(args.out) / f"baselines_n{args.n_eval}_seed{args.seed}.json", model, tok, sets)
+    result.update({f"baselines_{part}": value for part, value in cached.items()})
     (run / "result.json").write_text(json.dumps(result, indent=1))
-    for part in ("facts", "needle"):
-        r = result[part]
-        print(f"[{part}] own EM {r['own']['EM']:.1f} F1 {r['own']['F1']:.1f} by type {r['own']['EM_by_type']} | "
-              f"control EM {r['control']['EM']:.1f} | gold NLL own {r['own']['nll']:.3f} control "
-              f"{r['control']['nll']:.3f} (own better {r['own_better']:.2f})", flush=True)
+    for part in sets:
+        r, prompting = result[part], result[f"baselines_{part}"]["prompting"]
+        print(f"[{part}] own EM {r['own']['EM']:.1f} F1 {r['own']['F1']:.1f} contained {r['own']['contains']:.1f} "
+              f"by kind {r['own']['by_kind']['contains']} | control contained {r['control']['contains']:.1f} | "
+              f"prompting contained {prompting['contains']:.1f} {prompting['by_kind']['contains']} | gold NLL own "
+              f"{r['own']['nll']:.3f} control {r['control']['nll']:.3f} (own better {r['own_better']:.2f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ an output directory and returns ``{name: path}``; the output is a pure function 
   people, objects) and needle documents; nothing to download.
 - :func:`build_synthetic_articles_dataset`: free-prose articles about invented buildings, people and companies, with
   several values of each type per article and held-out phrasings; nothing to download.
+- :func:`build_synthetic_words_dataset`: people, companies and ships whose attributes are real words (names, towns,
+  jobs, colours, ...) from open lists, with held-out words, relations and phrasings; nothing to download.
 - :func:`build_all`: download (once, into :func:`data_dir`) and build everything.
 
 Command line: ``python -m peft_generative.data --all --out DIR``.
@@ -34,12 +36,14 @@ from .pretraining import PRETRAINING_SOURCES, build_pretraining_corpus
 from .splits import assign_split, stable_hash
 from .synthetic_articles import build_synthetic_articles_dataset
 from .synthetic_facts import build_synthetic_facts_dataset
+from .synthetic_words import build_synthetic_words_dataset
 from .build import DATASETS, build_all
 
 __all__ = [
     "build_sft_mixture",
     "build_synthetic_articles_dataset",
     "build_synthetic_facts_dataset",
+    "build_synthetic_words_dataset",
     "DATA_ENV",
     "DATASETS",
     "HELDOUT_TASKS",

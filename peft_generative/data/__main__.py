@@ -6,10 +6,14 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from .build import DATASETS, build_all
 from .cache import DATA_ENV, SOURCES, DownloadError, data_dir, fetch_all
+
+WORDS = "synthetic_words"  # built here (nothing to download), with its own size options
+WORDS_DEFAULTS = {"words_train": 4000, "words_heldout": 200, "words_needle_fraction": 0.15}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,8 +39,42 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--articles-english-share", type=float, default=0.5, metavar="SHARE",
                    help="share of synthetic training articles with real English names (default 0.5; 0 builds the "
                    "ninth generator's training file)")
+    p.add_argument("--prose_recall", action="store_true",
+                   help="build the prose_recall dataset: cloze recall questions on real passages of the news, speech "
+                   "and BBC pretraining sources, split like the pretraining corpus (not part of --all)")
+    p.add_argument("--prose-train-passages", type=int, default=4000, metavar="N",
+                   help="prose_recall: training passages (default 4000, up to 4 questions each)")
+    p.add_argument("--prose-heldout-passages", type=int, default=200, metavar="N",
+                   help="prose_recall: validation and test passages each (default 200)")
+    if WORDS not in DATASETS:
+        p.add_argument(f"--{WORDS}", action="store_true",
+                       help="build the synthetic_words dataset (people, companies and ships with real-word answers "
+                       "that can only be copied; held-out words, relations and phrasings; part of --all)")
+    p.add_argument("--words-train", type=int, default=None, metavar="N",
+                   help=f"synthetic_words training documents (default {WORDS_DEFAULTS['words_train']})")
+    p.add_argument("--words-heldout", type=int, default=None, metavar="N",
+                   help="synthetic_words documents per validation/test file (default "
+                   f"{WORDS_DEFAULTS['words_heldout']})")
+    p.add_argument("--words-needle-fraction", type=float, default=None, metavar="SHARE",
+                   help="share of synthetic_words training documents that are needles (default "
+                   f"{WORDS_DEFAULTS['words_needle_fraction']})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _words_options(parser: argparse.ArgumentParser, args: argparse.Namespace, build_words: bool) -> dict:
+    """The synthetic_words sizes, checked before anything is built (a bad value is a usage error)."""
+    given = {name: getattr(args, name) for name in WORDS_DEFAULTS if getattr(args, name) is not None}
+    if given and not build_words:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        parser.error(f"{flags} only apply to --{WORDS}: add --{WORDS} (or --all)")
+    options = {**WORDS_DEFAULTS, **given}
+    for name in ("words_train", "words_heldout"):
+        if options[name] < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive number of documents, got {options[name]}")
+    if not 0 <= options["words_needle_fraction"] < 1:
+        parser.error(f"--words-needle-fraction must be in [0, 1), got {options['words_needle_fraction']}")
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,15 +94,36 @@ def _main(argv: list[str] | None = None) -> int:
         for name, path in paths.items():
             print(f"{name}: {path}")
         return 0
-    wanted = list(DATASETS) if args.all else [d for d in DATASETS if getattr(args, d)]
-    if not wanted:
-        parser.error("nothing to do: give --all or one of " + ", ".join(f"--{d}" for d in DATASETS))
+    build_words = args.all or getattr(args, WORDS)  # synthetic_words is part of --all (nothing to download)
+    wanted = [d for d in (DATASETS if args.all else [d for d in DATASETS if getattr(args, d)]) if d != WORDS]
+    if not wanted and not args.prose_recall and not build_words:
+        parser.error("nothing to do: give --all or one of "
+                     + ", ".join(f"--{d}" for d in dict.fromkeys((*DATASETS, "prose_recall", WORDS))))
     if args.out is None:
         parser.error("--out is required")
+    for flag in ("prose_train_passages", "prose_heldout_passages"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be a positive number of passages, got {getattr(args, flag)}")
+    words_options = _words_options(parser, args, build_words)
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     print(f"[peft_generative.data] data cache: {Path(root).expanduser() if root else data_dir()}", file=sys.stderr)
     results = build_all(args.out, wanted, seed=args.seed, data_root=root, exclude_eval_passages=not args.no_exclude,
                         progress_bar=not args.no_progress, articles_english_share=args.articles_english_share)
+    if args.prose_recall:
+        from .prose_recall import build_prose_recall_dataset
+
+        results["prose_recall"] = build_prose_recall_dataset(
+            args.out / "prose_recall", seed=args.seed, data_root=root, train_passages=args.prose_train_passages,
+            heldout_passages=args.prose_heldout_passages, progress_bar=not args.no_progress)
+    if build_words:
+        from .synthetic_words import build_synthetic_words_dataset
+
+        t0 = time.perf_counter()
+        results[WORDS] = build_synthetic_words_dataset(
+            args.out / WORDS, seed=args.seed, train_documents=words_options["words_train"],
+            heldout_documents=words_options["words_heldout"], needle_fraction=words_options["words_needle_fraction"])
+        logging.getLogger("peft_generative.data.build").info("built %s in %.1fs -> %s", WORDS,
+                                                              time.perf_counter() - t0, args.out / WORDS)
     summary = {}
     for name, paths in results.items():
         manifest = json.loads((args.out / name / "manifest.json").read_text())

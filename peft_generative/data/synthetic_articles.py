@@ -36,11 +36,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from .jsonl import write_json, write_jsonl
-from .synthetic_facts import instruction_rows, invented_name
+from .synthetic_facts import KIND_OF_TYPE, instruction_rows, invented_name
 
 __all__ = ["ARTICLE_KINDS", "DEMO_NAMES", "article_document", "build_synthetic_articles_dataset", "english_names"]
 
 ARTICLE_KINDS = ("building", "person", "company")
+ANSWER_KINDS = {**KIND_OF_TYPE, "number": "digits"}  # question type -> answer kind
 FIRST_NAMES = {  # disjoint lists: a held-out person's first name never occurs in training either
     "train": ["Agatha", "Bernard", "Clara", "Desmond", "Edith", "Felix", "Greta", "Harold", "Irene", "Jasper",
               "Lena", "Martin", "Nora", "Oscar", "Petra", "Rupert", "Sylvia", "Tobias", "Ursula", "Walter", "Yvonne",
@@ -353,9 +354,10 @@ def _company(rng: random.Random, split: str, names: _Names) -> tuple[list[list[s
 
 
 def article_document(split: str, index: int, seed: int = 0, n_questions: int = 6, english: bool = False) -> dict:
-    """Article `index` of `split`: `{"id", "kind", "context", "questions": [{"question", "answers", "type",
-    "relation"}]}` with `n_questions` questions about distinct relations. `english`: its people and places have
-    real English names (`english_names`) instead of invented ones (another article, with its own id)."""
+    """Article `index` of `split`: `{"id", "kind", "context", "questions": [{"question", "answers", "type", "kind",
+    "relation"}]}` with `n_questions` questions about distinct relations (the article's `kind` is its subject, a
+    question's `kind` its answer's: digits, word, name, place). `english`: its people and places have real English
+    names (`english_names`) instead of invented ones (another article, with its own id)."""
     tag = "english-article" if english else "article"
     rng = random.Random(f"{seed}-{split}-{tag}-{index}")
     kind = ARTICLE_KINDS[index % len(ARTICLE_KINDS)]
@@ -369,7 +371,7 @@ def article_document(split: str, index: int, seed: int = 0, n_questions: int = 6
         if answer.lower() not in context.lower():  # every answer is a span of the article ("the" may start a sentence)
             raise AssertionError(f"{kind} article {index}: the answer {answer!r} of {relation} is not in the text")
         questions.append({"question": _pick(rng, phrasings, split), "answers": [answer], "type": answer_type,
-                          "relation": relation})
+                          "kind": ANSWER_KINDS[answer_type], "relation": relation})
     return {"id": f"{split}-{tag}-{index}", "kind": kind, "context": context, "questions": questions}
 
 

@@ -22,10 +22,13 @@ from pathlib import Path
 
 from .jsonl import write_json, write_jsonl
 
-__all__ = ["FACT_TYPES", "build_synthetic_facts_dataset", "fact_document", "instruction_rows", "invented_name",
-           "needle_document"]
+__all__ = ["FACT_TYPES", "KIND_OF_TYPE", "build_synthetic_facts_dataset", "fact_document", "instruction_rows",
+           "invented_name", "needle_document"]
 
 FACT_TYPES = ("code", "year", "place", "person", "object")
+# the answer kind of each question type (the knowledge format's optional `kind`: the eval breaks results down by it)
+KIND_OF_TYPE = {"code": "digits", "year": "digits", "place": "place", "person": "name", "object": "word",
+                "needle": "digits"}
 SYLLABLES = {
     # the narrow training set of the first synthetic-facts generators, for ablations (`train_syllables`; names are
     # drawn under the held-out rule of `_name`, so not byte for byte the first generators' documents)
@@ -111,7 +114,8 @@ def fact_document(split: str, index: int, seed: int = 0, n_facts: int = 4,
     return {
         "id": f"{split}-facts-{index}",
         "context": " ".join(sentences),
-        "questions": [{"question": facts[k][1], "answers": [facts[k][2]], "type": k} for k in kinds],
+        "questions": [{"question": facts[k][1], "answers": [facts[k][2]], "type": k, "kind": KIND_OF_TYPE[k]}
+                      for k in kinds],
     }
 
 
@@ -122,7 +126,8 @@ def needle_document(split: str, index: int, seed: int = 0) -> dict:
     sentences = rng.sample(FILLER, 5)
     sentences.insert(rng.randint(0, 5), f"The secret code is {code}.")
     return {"id": f"{split}-needle-{index}", "context": " ".join(sentences),
-            "questions": [{"question": "What is the secret code?", "answers": [code], "type": "needle"}]}
+            "questions": [{"question": "What is the secret code?", "answers": [code], "type": "needle",
+                           "kind": KIND_OF_TYPE["needle"]}]}
 
 
 def instruction_rows(documents: list[dict], task: str = "synthetic_facts"):

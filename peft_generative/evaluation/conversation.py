@@ -1,9 +1,11 @@
 """Personalisation (MSC-like): earlier sessions of a conversation are the context.
 
 Input, one JSON object per line: `{"history": [[{"role", "content"}, ...], ...]}` plus either
-`"probes": [{"question", "answers"}]` (questions about the history; token F1 / EM as for knowledge) or
+`"probes": [{"question", "answers"}]` (questions about the history; token F1 / EM / gold contained as for
+knowledge, with the same optional per-question `"kind"` and `"type"`) or
 `"next": [{"role", "content"}, ...]` (the next session; perplexity of its assistant replies that follow a user
-message; a session with none is left out and counted). All records of a file must have the same kind (a record
+message; a session with none is left out and counted; no "gold contained" there: nothing is generated, and a
+reply is a long free text, not an answer to look for). All records of a file must have the same kind (a record
 with both is scored by its probes). The context is
 `render_history(history)` (`peft_generative.data.conversation`), as in the training data.
 """

@@ -5,7 +5,10 @@ Input, one JSON object per line: `{"demonstrations": [{"input", "output"}, ...],
 context is `render_demonstrations(demonstrations)` and each query is asked as `render_query(input)`: the formats
 the training data uses (`peft_generative.data.demonstrations`). With `options`, the prediction is the option
 with the highest log-likelihood as the reply to the query (summed over its tokens, end-of-turn included);
-without, the greedy answer. Accuracy = exact match (SQuAD normalisation) with the gold output.
+without, the greedy answer. Accuracy = exact match (SQuAD normalisation) with the gold output. Generated answers
+(episodes without options) also record `contained`: whether the gold output occurs in the answer as whole words
+(`metrics.contains_answer`), which credits a right label wrapped in a sentence; a prediction chosen among options
+does not (it is one of the options, so containment would only measure how the options overlap).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from ..data.demonstrations import render_demonstrations, render_query
 from .method_costs import adapter_flops_per_token, generation_flops, scoring_flops
 from .engine import ADAPTER_METHODS, Engine, Unit
 from .records import EvalDataError, need, need_list, need_text, read_records
-from .metrics import exact_match, normalize_answer
+from .metrics import contains_answer, exact_match, normalize_answer
 
 __all__ = ["TASK", "load_episodes", "prepare", "score_queries"]
 
@@ -112,6 +115,8 @@ def score_queries(engine: Engine, method: str, batch: list) -> list[dict]:
             records[i] = {
                 "input": query["input"], "prediction": answer, "gold": query["output"],
                 "correct": exact_match(answer, query["output"]),
+                # None: a gold output with no word after normalisation cannot be looked for
+                "contained": contains_answer(answer, query["output"]) if normalize_answer(query["output"]) else None,
                 "prompt_tokens": len(ids), "generated_tokens": n_new, "truncated": truncated,
                 "flops": generation_flops(engine.config, len(ids), n_new, extra),
             }

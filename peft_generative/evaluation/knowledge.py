@@ -1,9 +1,20 @@
 """Knowledge from documents: questions answered from a document (or a group of documents) seen only as context.
 
 Input, one JSON object per line: `{"context": str, "questions": [{"question": str, "answers": [str, ...]}]}`
-(extra keys such as `"id"` are kept). Long contexts are built as in the paper's StreamingQA setting: consecutive
-documents are concatenated, `group_size` at a time, into one context, and every question of those documents is
-asked against it. Scored by SQuAD token F1 and exact match against the best gold answer.
+(an `"id"` names the document; other extra keys are ignored). A question may also carry
+
+- `"kind"`: the kind of its answer, free text such as `"digits"`, `"word"`, `"name"`, `"place"`: the report then
+  breaks every method's scores down by kind (`by_kind`);
+- `"type"`: the question's type as the synthetic data files write it (`"year"`, `"person"`, ...), kept with the
+  question and copied into each prediction record.
+
+Both are optional and, when present, must be non-empty strings (kept stripped).
+
+Long contexts are built as in the paper's StreamingQA setting: consecutive documents are concatenated,
+`group_size` at a time, into one context, and every question of those documents is asked against it. Scored by
+SQuAD token F1, exact match and "gold contained" (the gold answer occurs in the prediction as whole words)
+against the best gold answer; a question whose every answer normalises to nothing (only punctuation or articles,
+e.g. "A") cannot be looked for: its `contained` is None and it is left out of that average (and counted).
 """
 
 from __future__ import annotations
@@ -13,12 +24,14 @@ from typing import Optional, Sequence
 
 from .engine import ADAPTER_METHODS, Engine, Unit
 from .records import EvalDataError, need, need_list, need_text, read_records
-from .metrics import best_exact_match, best_f1
+from .metrics import best_contains, best_exact_match, best_f1, normalize_answer
 
-__all__ = ["TASK", "load_documents", "group_documents", "prepare", "score_questions"]
+__all__ = ["TASK", "QUESTION_LABELS", "load_documents", "group_documents", "prepare", "score_questions"]
 
 TASK = "knowledge"
 DOCUMENT_SEPARATOR = "\n\n"
+# optional labels of a question, kept with it and copied into its prediction records
+QUESTION_LABELS = ("kind", "type")
 
 
 def check_questions(questions, where: str) -> list[dict]:
@@ -32,8 +45,17 @@ def check_questions(questions, where: str) -> list[dict]:
         answers = [answers] if isinstance(answers, str) else need_list(answers, "'answers'", at)
         for a in answers:
             need_text(a, "every answer", at)
-        out.append({"question": question, "answers": list(answers)})
+        item = {"question": question, "answers": list(answers)}
+        for label in QUESTION_LABELS:
+            if label in q:
+                item[label] = need_text(q[label], f"'{label}'", at).strip()
+        out.append(item)
     return out
+
+
+def _searchable(answers) -> bool:
+    """Whether some gold answer has a word left after normalisation (so that gold contained can look for it)."""
+    return any(normalize_answer(a) for a in answers)
 
 
 def load_documents(path) -> list[dict]:
@@ -87,7 +109,8 @@ def prepare(path, engine: Engine, *, limit: Optional[int] = None, max_questions:
 
 
 def score_questions(engine: Engine, method: str, batch: list) -> list[dict]:
-    """Greedy answers for `(unit, {"question", "answers"}, ctx)` items; token F1 / EM against the best gold.
+    """Greedy answers for `(unit, {"question", "answers"}, ctx)` items; token F1 / EM / gold contained against the
+    best gold (`f1`, `em`, `contained`, each 0..1); the question's `kind` and `type`, when it has them, are copied.
 
     Each record also carries the log-likelihood of the first gold answer (and its end of turn) under the same
     prompt and adapter, `answer_nll` over `answer_tokens`: a graded measure of what the context taught, which
@@ -115,6 +138,8 @@ def score_questions(engine: Engine, method: str, batch: list) -> list[dict]:
         records.append({
             "question": query["question"], "prediction": answer, "gold": query["answers"],
             "f1": best_f1(answer, query["answers"]), "em": best_exact_match(answer, query["answers"]),
+            "contained": best_contains(answer, query["answers"]) if _searchable(query["answers"]) else None,
+            **{label: query[label] for label in QUESTION_LABELS if label in query},
             "answer_nll": -logprob, "answer_tokens": len(gold), "untimed_seconds": untimed,
             "prompt_tokens": len(ids), "generated_tokens": n_new, "truncated": truncated,
             "flops": generation_flops(engine.config, len(ids), n_new, extra),

@@ -19,14 +19,16 @@ from ..lm_costs import format_bytes
 from .engine import CONTROL, METHOD_LABELS
 from .metrics import perplexity
 
-__all__ = ["METRICS", "bucket_label", "bucket_labels", "aggregate", "control_gap", "summarize", "to_markdown",
-           "write_report"]
+__all__ = ["METRICS", "NO_KIND", "bucket_label", "bucket_labels", "aggregate", "control_gap", "control_contained",
+           "summarize", "to_markdown", "write_report"]
 
 METRICS = {
     "f1": {"name": "token F1 (SQuAD normalisation, best gold), x100", "higher_is_better": True},
     "accuracy": {"name": "accuracy (exact match), x100", "higher_is_better": True},
     "perplexity": {"name": "perplexity of the assistant replies", "higher_is_better": False},
 }
+# the `by_kind` row of questions without a "kind" in a file where other questions have one
+NO_KIND = "(no kind)"
 
 
 # ---- buckets ----------------------------------------------------------------------------------------------------
@@ -51,7 +53,9 @@ def bucket_label(tokens: int, buckets: Sequence[int]) -> str:
 
 # ---- aggregation ------------------------------------------------------------------------------------------------
 def aggregate(records: Sequence[dict], metric: str) -> dict:
-    """`{"score", "answers"}` (+ `"exact_match"` for F1, `"scored_tokens"` for perplexity) of some records."""
+    """`{"score", "answers"}` (+ `"exact_match"` for F1, `"scored_tokens"` for perplexity) of some records, and
+    `"contained"` (gold contained, x100) where records carry it: over the records that do, with their number in
+    `"contained_answers"` when that is not all of them (e.g. demonstrations mixing option scoring and generation)."""
     out: dict = {"answers": len(records)}
     if not records:
         return out | {"score": math.nan}
@@ -69,6 +73,11 @@ def aggregate(records: Sequence[dict], metric: str) -> dict:
         out["scored_tokens"] = tokens
     else:
         raise ValueError(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
+    contained = [r["contained"] for r in records if r.get("contained") is not None]
+    if contained:
+        out["contained"] = 100 * sum(contained) / len(contained)
+        if len(contained) < len(records):
+            out["contained_answers"] = len(contained)
     return out
 
 
@@ -110,6 +119,16 @@ def _table(records: Sequence[dict], key: str, order: Sequence[str], methods: Seq
             for label in order if label in grouped}
 
 
+def _kind_table(records: Sequence[dict], methods: Sequence[str], metric: str) -> dict:
+    """Scores per answer kind (`{kind: {method: aggregate}}`, kinds sorted, questions without one last under
+    `NO_KIND`); empty when no record has a kind."""
+    if not any(r.get("kind") for r in records):
+        return {}
+    labelled = [r | {"kind": r.get("kind") or NO_KIND} for r in records]
+    kinds = sorted({r["kind"] for r in labelled} - {NO_KIND}) + [NO_KIND]
+    return _table(labelled, "kind", kinds, methods, metric)
+
+
 def _nll_per_token(records: Sequence[dict], method: str) -> dict:
     """`{(unit, i): NLL per scored token}` of one method's records (the i-th answer of each context); empty when any
     record lacks a likelihood (accuracy tasks, runs made before gold answers were scored)."""
@@ -141,9 +160,40 @@ def control_gap(records: Sequence[dict]) -> Optional[dict]:
             "own_better": sum(g > 0 for g in gaps), "other_better": sum(g < 0 for g in gaps)}
 
 
+def control_contained(records: Sequence[dict]) -> Optional[dict]:
+    """Paired comparison of the own context's adapter with the control on "gold contained", answer by answer (the
+    i-th answer of each context with either adapter): how many answers contain the gold with the own adapter only,
+    with the other only, with both, with neither, and the difference of the two rates (x100) with its standard
+    error. Answers without a `contained` value (no gold answer to look for) are left out; None unless both methods
+    answered the same questions and some of them have one."""
+    def outcomes(method):
+        out, seen = {}, defaultdict(int)
+        for r in records:
+            if r["method"] == method:
+                out[(r["unit"], seen[r["unit"]])] = r.get("contained")
+                seen[r["unit"]] += 1
+        return out
+
+    own, other = outcomes("adapter"), outcomes(CONTROL)
+    if not own or own.keys() != other.keys():
+        return None
+    keys = [key for key in own if own[key] is not None and other[key] is not None]
+    if not keys:
+        return None
+    diffs = [own[key] - other[key] for key in keys]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    spread = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else math.nan
+    both = sum(own[key] > 0 and other[key] > 0 for key in keys)
+    return {"answers": n, "own_only": sum(d > 0 for d in diffs), "other_only": sum(d < 0 for d in diffs),
+            "both": both, "neither": n - both - sum(d != 0 for d in diffs),
+            "difference": 100 * mean, "standard_error": 100 * spread / math.sqrt(n)}
+
+
 def summarize(records: Sequence[dict], *, metric: str, methods: Sequence[str], buckets: Sequence[int]) -> dict:
-    """Per-method summary, scores per context-length bucket and per group (documents per context, k, ...), and the
-    paired own-vs-other adapter comparison when the control ran (`control_gap`)."""
+    """Per-method summary, scores per context-length bucket, per group (documents per context, k, ...) and per
+    answer kind (`by_kind`, when questions have a "kind"; else empty), and the paired own-vs-other adapter
+    comparisons when the control ran (`control_gap` on likelihoods, `control_contained` on gold contained)."""
     by_method = {m: [r for r in records if r["method"] == m] for m in methods}
     groups = sorted({r["group"] for r in records}, key=_natural)
     return {
@@ -152,7 +202,9 @@ def summarize(records: Sequence[dict], *, metric: str, methods: Sequence[str], b
         "methods": {m: method_summary(rs, metric) for m, rs in by_method.items() if rs},
         "by_bucket": _table(records, "bucket", bucket_labels(buckets), methods, metric),
         "by_group": _table(records, "group", groups, methods, metric),
+        "by_kind": _kind_table(records, methods, metric),
         "control_gap": control_gap(records),
+        "control_contained": control_contained(records),
     }
 
 
@@ -187,17 +239,22 @@ def to_markdown(result: dict) -> str:
     if reused:
         lines.append(f"- reused from `{reused['from']}` (they do not depend on the generator): "
                      + ", ".join(METHOD_LABELS.get(m, m) for m in reused["methods"]))
+    contained = any("contained" in s for s in methods.values())
     lines += [
         "- input: " + ", ".join(f"{k}={v}" for k, v in result.get("data", {}).items() if k != "skipped"),
         "",
-        "| method | score | " + ("EM | gold-answer PPL | " if metric == "f1" else "") + "answers | answers/s "
+        "| method | score | " + ("EM | " if metric == "f1" else "") + ("gold contained | " if contained else "")
+        + ("gold-answer PPL | " if metric == "f1" else "") + "answers | answers/s "
         "| s/answer | + context s/answer | GFLOPs/answer | + context GFLOPs/answer | state per context | truncated |",
-        "|---|---:|" + ("---:|---:|" if metric == "f1" else "") + "---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|" + ("---:|" if metric == "f1" else "") + ("---:|" if contained else "")
+        + ("---:|" if metric == "f1" else "") + "---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m, s in methods.items():
         lines.append(
             f"| {METHOD_LABELS.get(m, m)} | {_fmt(s['score'])} | "
-            + (f"{_fmt(s.get('exact_match'))} | {_fmt(s.get('answer_perplexity'))} | " if metric == "f1" else "")
+            + (f"{_fmt(s.get('exact_match'))} | " if metric == "f1" else "")
+            + (f"{_contained_cell(s)} | " if contained else "")
+            + (f"{_fmt(s.get('answer_perplexity'))} | " if metric == "f1" else "")
             + f"{s['answers']} | {_fmt(s['examples_per_s'])} | {_fmt(s['seconds_per_answer'], 3)} | "
             f"{_fmt(s['context_seconds_per_answer'], 3)} | {_gflops(s['flops_per_answer'])} | "
             f"{_gflops(s['context_flops_per_answer'])} | {format_bytes(s['state_bytes_per_context'])} | "
@@ -209,6 +266,12 @@ def to_markdown(result: dict) -> str:
                   f"{gap['own_better']} of {gap['answers']} answers ({gap['other_better']} the other way), mean gap "
                   f"{gap['mean_gap_nats_per_token']:+.3f} ± {gap['standard_error']:.3f} nats/token (standard error; "
                   "positive: the adapter carries its own context)."]
+    paired = result.get("control_contained")
+    if paired:
+        lines += ["", f"Gold contained, own context's adapter against another context's (paired, same questions): "
+                  f"own only {paired['own_only']}, other only {paired['other_only']}, both {paired['both']}, "
+                  f"neither {paired['neither']} of {paired['answers']} answers; difference "
+                  f"{paired['difference']:+.2f} ± {_fmt(paired['standard_error'])} points (standard error)."]
     for title, key in (("context length (tokens)", "by_bucket"), ("group", "by_group")):
         table = result[key]
         if not table:
@@ -220,7 +283,30 @@ def to_markdown(result: dict) -> str:
             counts = max((c["answers"] for c in row.values()), default=0)
             lines.append(f"| {label} | " + " | ".join(_fmt(row[m]["score"]) if m in row else "-" for m in names)
                          + f" | {counts} |")
+    lines += _kind_markdown(result.get("by_kind") or {}, metric)
     return "\n".join(lines) + "\n"
+
+
+def _contained_cell(summary: dict) -> str:
+    """Gold contained x100; `(of N)` when only N of the answers could be checked (generated, not option-scored)."""
+    text = _fmt(summary.get("contained"))
+    return text + (f" (of {summary['contained_answers']})" if "contained_answers" in summary else "")
+
+
+def _kind_markdown(by_kind: dict, metric: str) -> list[str]:
+    """The per-kind table: one row per answer kind and method (F1 / EM / gold contained / answers for F1 tasks)."""
+    if not by_kind:
+        return []
+    scores = {"f1": ["F1", "EM"], "accuracy": ["accuracy"], "perplexity": ["perplexity"]}[metric]
+    contained = any("contained" in cell for row in by_kind.values() for cell in row.values())
+    header = scores + (["gold contained"] if contained else []) + ["answers"]
+    lines = ["", "| answer kind | method | " + " | ".join(header) + " |", "|---|---|" + "---:|" * len(header)]
+    for kind, row in by_kind.items():
+        for m, cell in row.items():
+            values = [_fmt(cell["score"])] + ([_fmt(cell.get("exact_match"))] if metric == "f1" else [])
+            values += [_contained_cell(cell)] if contained else []
+            lines.append(f"| {kind} | {METHOD_LABELS.get(m, m)} | " + " | ".join(values) + f" | {cell['answers']} |")
+    return lines
 
 
 # ---- plots ------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from ..progress import progress_bar
 from . import conversation, demonstrations, knowledge
 from ..tuner import tuner_of
 from .method_costs import adapter_bytes, base_config, kv_cache_bytes
+from .metrics import best_contains, contains_answer
 from .engine import ADAPTER_METHODS, ALL_METHODS, CONTROL, METHODS, Engine, Unit
 from .report import bucket_label, summarize, write_report
 
@@ -86,6 +87,7 @@ def _reused_baselines(directory, task: str, described: dict, settings: dict, uni
     mismatch += [f"{key}: {old_settings.get(key)!r} there, {settings[key]!r} here"
                  for key in ("max_new_tokens", "dtype") if old_settings.get(key) != settings[key]]
     expected = {u.uid: (len(u.queries), u.context_tokens) for u in units}
+    queries = {u.uid: u.queries for u in units}
     reused = {}
     for method in methods:
         if method not in BASELINES:
@@ -101,13 +103,34 @@ def _reused_baselines(directory, task: str, described: dict, settings: dict, uni
             mismatch.append(f"{method}: the earlier run answered other contexts or questions "
                             f"({len(got)} contexts there, {len(expected)} here)")
             continue
-        for r in mine:
-            r["bucket"] = bucket_label(r["context_tokens"], buckets)
+        for uid, rs in found.items():
+            for r, query in zip(rs, queries[uid]):
+                r["bucket"] = bucket_label(r["context_tokens"], buckets)
+                _complete_reused(r, query)
         reused[method] = mine
     if mismatch:
         raise ValueError(f"Cannot reuse baselines from {directory}: " + "; ".join(mismatch)
                          + ". Run without --reuse-baselines, or with the earlier run's settings and data.")
     return reused
+
+
+def _complete_reused(record: dict, query) -> None:
+    """Bring a reused record up to date: the question's labels (`kind`, `type`) come from this run's data file, and
+    gold contained is computed from the prediction when the earlier run did not record it."""
+    for label in knowledge.QUESTION_LABELS:
+        if isinstance(query, dict) and label in query:
+            record[label] = query[label]
+        else:
+            record.pop(label, None)
+    if "contained" in record or "prediction" not in record:
+        return
+    try:
+        if "f1" in record:  # knowledge and conversation probes
+            record["contained"] = best_contains(record["prediction"], record["gold"])
+        elif "correct" in record and "option_logprobs" not in record:  # generated demonstrations answers
+            record["contained"] = contains_answer(record["prediction"], record["gold"])
+    except ValueError:  # no gold answer with a word left after normalisation: nothing to look for
+        record["contained"] = None
 
 
 def _run_method(engine: Engine, task: str, method: str, units: Sequence[Unit], score, progress: bool) -> list[dict]:
@@ -203,8 +226,8 @@ def evaluate(
             default, is the one-pass method); its time is in the adapter's seconds per context.
 
     Returns:
-        The result dict written to results.json (`methods`, `by_bucket`, `by_group`, `control_gap`, settings,
-        ...), plus `records` (one per answer and method).
+        The result dict written to results.json (`methods`, `by_bucket`, `by_group`, `by_kind`, `control_gap`,
+        `control_contained`, settings, ...), plus `records` (one per answer and method).
     """
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {sorted(TASKS)}.")
