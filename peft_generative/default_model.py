@@ -76,13 +76,16 @@ def resolve_model(name_or_path: Optional[str]) -> str:
     return name_or_path
 
 
-def load_base_model(name_or_path: Optional[str] = None, dtype: Optional[torch.dtype] = None, device=None):
-    """(model, tokenizer) for a causal LM; the default model when `name_or_path` is None."""
+def load_base_model(name_or_path: Optional[str] = None, dtype: Optional[torch.dtype] = None, device=None,
+                    attn_implementation: Optional[str] = None):
+    """(model, tokenizer) for a causal LM; the default model when `name_or_path` is None. `attn_implementation`
+    (`"sdpa"`, `"eager"`, ...): the attention kernels, by default transformers' choice (SDPA where available)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, **options)
     if Path(path).resolve() == _converted_dir().resolve():
         model.config._name_or_path = model.name_or_path = DEFAULT_HUB_ID
     if device is not None:

@@ -41,6 +41,8 @@ def test_every_figure_is_measured_and_reported(tiny_dir, tmp_path):
     train = figures["train_step"]
     assert train["activation_mib"]["generator"] > 0 and train["activation_mib"]["lora"] > 0
     assert train["peak_device_mib"] == {"generator": None, "lora": None}  # CPU: no allocator statistics
+    assert train["generator_tokens_per_s"] == pytest.approx(4 * (256 + 128) / train["generator_step_s"])
+    assert train["lora_tokens_per_s"] == pytest.approx(4 * (256 + 128) / train["lora_step_s"])
     # without a 2K or 8K length those two targets are not claimed
     assert set(results["summary"]) == {"contextualize_vs_forward", "decode_overhead", "batched_contexts",
                                        "train_step_vs_lora"}
@@ -49,6 +51,20 @@ def test_every_figure_is_measured_and_reported(tiny_dir, tmp_path):
     table = (out / "bench.md").read_text()
     assert "| figure | ratio | target | met |" in table and f"| {answers[1]} |" in table
     assert figures["batched"]["batch"] == 3 and "the bare base model batches the same prompts" in table
+    assert f"({train['generator_tokens_per_s']:.0f} vs {train['lora_tokens_per_s']:.0f} tokens/s)" in table
+
+
+def test_bfloat16_runs_end_to_end(tiny_dir, tmp_path):
+    """`--dtype bfloat16` on the CPU: the proxy here for `--device cuda --dtype bfloat16` (scripts/device_check.sh)."""
+    results = run_benchmarks(str(tiny_dir), context_lengths=[64], repeats=1, new_tokens=3, batch=2, device="cpu",
+                             dtype="bfloat16", figures=["contextualize", "answer", "decode", "batched"],
+                             out=str(tmp_path / "bench"), progress=False)
+    assert results["dtype"] == "bfloat16" and set(results["figures"]) == {"contextualize", "answer_64", "decode",
+                                                                           "batched"}
+    answer = results["figures"]["answer_64"]
+    assert answer["kv_cache_bytes"] == 2 * 2 * 2 * 8 * 64 * 2  # the KV cache counted in bf16 bytes
+    assert all(math.isfinite(v) and v > 0 for f in results["figures"].values() for k, v in f.items()
+               if k.endswith("_s"))
 
 
 def test_benchmark_leaves_the_models_as_they_were(tiny_dir, tokenizer):

@@ -17,8 +17,12 @@ CONFIGS = Path(__file__).resolve().parent.parent / "examples" / "configs"
 RECIPES = sorted(CONFIGS.glob("*.yaml"))
 
 
-def parse(path: Path):
-    return make_parser().parse_args_and_config(["--config", str(path)])
+SHIPPED_GENERATOR = "peft_generative/assets/generator"
+
+
+def parse(path: Path, *overrides: str):
+    # as on this CPU machine: TrainingArguments refuses `bf16: true` without a GPU unless the run is on the CPU
+    return make_parser().parse_args_and_config(["--config", str(path), "--use_cpu", "true", *overrides])
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
@@ -34,12 +38,15 @@ def test_recipes_chain_from_one_fresh_generator_to_the_shipped_recipe():
     assert len(outputs) == len(parsed), "two recipes write the same output_dir"
     fresh = [name for name, (script_args, _) in parsed.items() if script_args.init_generator is None]
     assert fresh == ["pretrain_smollm2.yaml"]
-    # a stage may also start from what examples/scripts/fact_capability.py writes (`<out>/<name>/generator`)
+    # a stage may also start from what examples/scripts/fact_capability.py writes (`<out>/<name>/generator`), or from
+    # the shipped generator (the GPU recipe)
+    shipped = {name for name, (script_args, _) in parsed.items() if script_args.init_generator == SHIPPED_GENERATOR}
+    assert shipped == {"gpu_facts_replay_smollm2.yaml"}
     capability = {name for name, (script_args, _) in parsed.items()
-                  if Path(script_args.init_generator or "").name == "generator"}
+                  if Path(script_args.init_generator or "").name == "generator"} - shipped
     assert capability <= {"facts_replay_smollm2.yaml"}
     for name, (script_args, _) in parsed.items():
-        if script_args.init_generator is None or name in capability:
+        if script_args.init_generator is None or name in capability | shipped:
             continue
         stage_dir, checkpoint = Path(script_args.init_generator).parent, Path(script_args.init_generator).name
         assert str(stage_dir) in outputs, f"{name} starts from {stage_dir}, which no recipe writes"
@@ -175,3 +182,61 @@ def test_fact_capability_takes_a_band_of_layers():
     for bad in ("a-b", "-1,2", ""):
         with pytest.raises(SystemExit):
             script.parse(["--name", "x", "--layers", bad])
+
+
+def test_gpu_recipe_dry_run_on_the_cpu(tmp_path, tokenizer):
+    """The GPU recipe as it is, shrunk to a tiny model and two steps on the CPU: bf16 autocast (CPU autocast here),
+    SDPA, and checkpoints whose generator also comes as exact files under the recipe's size limit."""
+    import json
+
+    import torch
+    from peft import get_peft_model
+    from safetensors.torch import load_file
+
+    import peft_generative as pg
+    from peft_generative.training.script import main
+    from peft_generative.training.shards import SHARDS_DIR, join_generator_shards
+
+    from .conftest import small_base
+
+    recipe = CONFIGS / "gpu_facts_replay_smollm2.yaml"
+    script_args, training_args = parse(recipe)
+    assert training_args.bf16 and script_args.attn_implementation == "sdpa" and script_args.token_gate
+    assert not training_args.gradient_checkpointing and training_args.generator_shard_mib < 16
+    assert training_args.per_device_train_batch_size * training_args.max_length >= 16384  # tokens per step, GPU-sized
+    assert script_args.init_generator == SHIPPED_GENERATOR
+    assert (Path(__file__).resolve().parent.parent / SHIPPED_GENERATOR).is_dir()
+
+    base = tmp_path / "base"
+    small_base(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    start = tmp_path / "start"
+    get_peft_model(small_base(tokenizer), pg.GenerativeAdapterConfig(
+        task_type="CAUSAL_LM", key_dim=8, value_dim=8, rank=4, window=64)).save_pretrained(start)
+    story = " ".join(f"Keeper number {i} wrote down the tides of the bay every evening." for i in range(40))
+    rows = [{"text": story, "context": "", "prompt": "", "completion": ""}] + [
+        {"text": "", "context": f"Mira Holt founded Quillmoor in {1700 + i}.", "prompt": "When was Quillmoor founded?",
+         "completion": str(1700 + i)} for i in range(6)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "run"
+    script_args, training_args = parse(
+        recipe, "--train_file", str(data), "--init_generator", str(start), "--model_name_or_path", str(base),
+        "--output_dir", str(out), "--max_steps", "2", "--save_steps", "1", "--per_device_train_batch_size", "4",
+        "--segment_length", "16", "--max_length", "64", "--dataloader_num_workers", "0", "--logging_steps", "1",
+        "--generator_shard_mib", "0.005")
+    trainer = main(script_args, training_args)
+
+    assert trainer.accelerator.mixed_precision == "bf16"
+    assert trainer.model.get_base_model().config._attn_implementation == "sdpa"
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    for saved in (out / "checkpoint-2", out / "final"):
+        shards = saved / SHARDS_DIR
+        files = sorted(p for p in shards.iterdir() if p.suffix == ".safetensors")
+        assert len(files) > 1 and all(p.stat().st_size <= 0.005 * 2**20 for p in shards.iterdir())
+        joined = join_generator_shards(str(shards), str(tmp_path / "joined"))
+        original = load_file(saved / "adapter_model.safetensors")
+        again = load_file(joined / "adapter_model.safetensors")
+        assert original.keys() == again.keys() and all(torch.equal(original[k], again[k]) for k in original)
+        assert any("generator_gate" in k for k in original)  # the recipe's token gate was added to the start

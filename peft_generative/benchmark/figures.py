@@ -228,8 +228,10 @@ def train_step_vs_lora(s: Setup, rows: int = 4, context_tokens: int = 256, targe
             p.requires_grad_(False)
         s.peft_model.eval()
         lora.unload()
+    tokens = rows * (context_tokens + target_tokens)  # what one step of either method reads
     return {"rows": rows, "context_tokens": context_tokens, "target_tokens": target_tokens,
             "generator_step_s": t_generator, "lora_step_s": t_lora, "ratio": t_generator / t_lora,
+            "generator_tokens_per_s": tokens / t_generator, "lora_tokens_per_s": tokens / t_lora,
             "generator_trainable_params": sum(p.numel() for p in generator),
             "activation_mib": {"generator": generator_meter.bytes / 2**20, "lora": lora_meter.bytes / 2**20},
             "peak_device_mib": {"generator": peak_generator, "lora": peak_lora}}

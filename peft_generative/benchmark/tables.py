@@ -76,6 +76,7 @@ def benchmark_markdown(results: dict) -> str:
                      if peak["generator"] is not None else "")
         lines += ["", f"Training step ({train['rows']} rows x {train['context_tokens']} context + "
                       f"{train['target_tokens']} target tokens): generator {train['generator_step_s']:.2f} s vs LoRA "
-                      f"{train['lora_step_s']:.2f} s; activations saved for backward {act['generator']:.0f} vs "
+                      f"{train['lora_step_s']:.2f} s ({train['generator_tokens_per_s']:.0f} vs "
+                      f"{train['lora_tokens_per_s']:.0f} tokens/s); activations saved for backward {act['generator']:.0f} vs "
                       f"{act['lora']:.0f} MiB{peak_text}."]
     return "\n".join(lines) + "\n"

@@ -2,8 +2,9 @@
 
 `config` (GenerativeAdapterTrainingConfig), `trainer` (GenerativeAdapterTrainer, an SFTTrainer), `collation` (dataset
 preparation, batches, the `Objective` of each row), `script` (the `peft-generative train` entry point),
-`checkpoints` (which checkpoint to resume from), `context_perplexity` (held-out perplexity and its callback),
-`interpolation` (WiSE-FT weight averaging of two generators).
+`checkpoints` (which checkpoint to resume from), `shards` (a saved generator as files of limited size, and back),
+`context_perplexity` (held-out perplexity and its callback), `interpolation` (WiSE-FT weight averaging of two
+generators).
 """
 
 from ..extras import require_extra

@@ -39,6 +39,18 @@ class Objective(IntEnum):
 COMPLETION, RECONSTRUCTION, INSTRUCTION = Objective.COMPLETION, Objective.RECONSTRUCTION, Objective.INSTRUCTION
 
 
+def rows_of(kinds: list[int], kind: int):
+    """The batch rows of one objective (`kinds`: each row's `Objective`): a slice when they are contiguous, as the
+    collator lays batches out (indexing a device tensor with a slice needs no copy from the host), else a list of
+    positions; None when there are none."""
+    found = [i for i, k in enumerate(kinds) if k == kind]
+    if not found:
+        return None
+    if found[-1] - found[0] + 1 == len(found):
+        return slice(found[0], found[-1] + 1)
+    return found
+
+
 def dataset_kind(columns: list[str], text_field: str = "text") -> str:
     """`text`, `instruction` or `mixed` (both column sets: each row is one or the other)."""
     instruction = "context" in columns and ("messages" in columns or {"prompt", "completion"} <= set(columns))

@@ -52,6 +52,10 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             the state from the context, is `norm`, `A2` and `A3` (and the convolutions); the read-out, which turns a
             state into the LoRA, is `A1` and `B`. Freezing the read-out (`A1 B`) trains only what is written into the
             state.
+        generator_shard_mib: also write the generator of every checkpoint and of the final model as safetensors files
+            of at most this many MiB, exactly, into its `generator_shards/` folder (`peft_generative.training.shards`;
+            `python -m peft_generative.training.shards join` makes a generator directory of them again), for machines
+            that hand back only small files. None (default) = not written.
     """
 
     num_segments: int = field(default=2, metadata={"help": "Segments per text block (context = all but the last)."})
@@ -74,6 +78,9 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
         default_factory=list,
         metadata={"help": f"Generator tensors kept fixed: any of {list(GENERATOR_PARTS)} (e.g. A1 B: the read-out)."},
     )
+    generator_shard_mib: Optional[float] = field(
+        default=None, metadata={"help": "Also save each checkpoint's generator as files of at most this many MiB."}
+    )
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4 pretraining)."})
 
     def __post_init__(self):
@@ -95,6 +102,8 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             raise ValueError("`distill_top_k` must be a positive number of tokens.")
         if not self.context_norm_weight >= 0:
             raise ValueError("`context_norm_weight` must be >= 0 (0 turns the penalty off).")
+        if self.generator_shard_mib is not None and not self.generator_shard_mib > 0:
+            raise ValueError("`generator_shard_mib` must be a positive size in MiB, or None (no shards).")
         if not self.contrast_weight >= 0:
             raise ValueError("`contrast_weight` must be >= 0 (0 turns the context-specificity loss off).")
         unknown = sorted(set(self.frozen_generator_parts) - set(GENERATOR_PARTS))

@@ -44,6 +44,9 @@ class ScriptArguments:
     max_train_examples: Optional[int] = field(default=None, metadata={"help": "Use the first N training rows."})
     max_eval_examples: Optional[int] = field(default=None, metadata={"help": "Use the first N eval rows."})
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Base model (default: SmolLM2-135M)."})
+    attn_implementation: Optional[str] = field(
+        default=None, metadata={"help": "Base model attention: sdpa, eager, ... (default: transformers' choice)."}
+    )
     init_generator: Optional[str] = field(default=None, metadata={"help": "Continue from a saved generator."})
     target_modules: list[str] = field(default_factory=lambda: ["o_proj"], metadata={"help": "Modules to adapt."})
     layers_to_transform: Optional[list[int]] = field(default=None, metadata={"help": "Only these layers."})
@@ -119,8 +122,12 @@ def _subset(dataset, limit):
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
 
-def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingConfig) -> None:
-    base, tokenizer = load_base_model(script_args.model_name_or_path)
+def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingConfig,
+         callbacks: Optional[list] = None) -> GenerativeAdapterTrainer:
+    """Train as the arguments say (resuming from the last complete checkpoint of `output_dir`), save the final
+    generator into `<output_dir>/final` and return the trainer; `callbacks`: more `TrainerCallback`s."""
+    base, tokenizer = load_base_model(script_args.model_name_or_path,
+                                      attn_implementation=script_args.attn_implementation)
     files = {"train": script_args.train_file}
     if script_args.eval_file:
         files["eval"] = script_args.eval_file
@@ -136,7 +143,7 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
         model = base
         peft_config = script_args.generator_config()
     trainer = GenerativeAdapterTrainer(model, args=training_args, train_dataset=train, eval_dataset=evaluation,
-                                       processing_class=tokenizer, peft_config=peft_config)
+                                       processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
     if trainer.is_world_process_zero():
         logger.info("processes: world_size=%s, device=%s", training_args.world_size, training_args.device)
         if trainer.packing_stats:
@@ -148,6 +155,7 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
         logger.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(os.path.join(training_args.output_dir, "final"))
+    return trainer
 
 
 def make_parser() -> TrlParser:

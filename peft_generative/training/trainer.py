@@ -8,6 +8,7 @@ base model never receives gradients.
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from typing import Optional
 
@@ -23,11 +24,13 @@ from .collation import (
     GenerativeAdapterCollator,
     dataset_kind,
     pack_text,
+    rows_of,
     split_mixed,
     tokenize_instruction,
 )
 from .config import GenerativeAdapterTrainingConfig
 from .distillation import topk_kl
+from .shards import SHARDS_DIR, write_generator_shards
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +98,15 @@ class GenerativeAdapterTrainer(SFTTrainer):
             raise ValueError(f"`frozen_generator_parts` {list(parts)} leaves no generator tensor to train (the "
                              "parts this generator lacks, such as a token gate or a shared LoRA, cannot be trained); "
                              "leave at least one part trainable.")
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        """The Trainer's save (checkpoints and the final model) and, with `generator_shard_mib`, the generator again as
+        small files in `<output_dir>/generator_shards` (see `shards.py`)."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        if self.args.generator_shard_mib is not None and self.args.should_save:
+            directory = output_dir or self.args.output_dir
+            write_generator_shards(directory, os.path.join(directory, SHARDS_DIR),
+                                   int(self.args.generator_shard_mib * 2**20))
 
     # ---- data ----------------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
@@ -169,15 +181,18 @@ class GenerativeAdapterTrainer(SFTTrainer):
         index = inputs.pop("context_index")
         objective = inputs.pop("objective")
         teacher = {key: inputs.pop(key) for key in list(inputs) if key.startswith("teacher_")}
+        # the batch's layout decides what runs below: read it from the device once (one host sync each)
+        kinds, index = objective.tolist(), index.tolist()
         per_context = self.contextualize(contexts)
-        contrast = self.args.contrast_weight > 0 and bool((objective == INSTRUCTION).any())
+        instruction = [kind == INSTRUCTION for kind in kinds]
+        contrast = self.args.contrast_weight > 0 and any(instruction)
         with self.tuner.use_context(per_context.rows(index)):
-            if bool((objective == INSTRUCTION).all()) and not contrast:
+            if all(instruction) and not contrast:
                 result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
                 loss, outputs = result if return_outputs else (result, None)
                 nll = count = None
             else:
-                loss, outputs, nll, count = self._objective_loss(model, inputs, objective)
+                loss, outputs, nll, count = self._objective_loss(model, inputs, kinds)
         if self.args.distill_weight > 0 and teacher:
             loss = loss + self.args.distill_weight * self._distill_loss(inputs, teacher, per_context.rows(index))
         if self.args.context_norm_weight > 0:
@@ -185,7 +200,7 @@ class GenerativeAdapterTrainer(SFTTrainer):
             self.objective_metrics["train" if self.model.training else "eval"]["context_norm"].append(size.item())
             loss = loss + self.args.context_norm_weight * size
         if contrast:
-            loss = loss + self.args.contrast_weight * self._contrast_loss(model, inputs, objective, contexts, index,
+            loss = loss + self.args.contrast_weight * self._contrast_loss(model, inputs, kinds, contexts, index,
                                                                           per_context, nll, count)
         return (loss, outputs) if return_outputs else loss
 
@@ -204,9 +219,10 @@ class GenerativeAdapterTrainer(SFTTrainer):
         order = groups[0] + groups[1]
         return GeneratedContext.stack(parts).rows([order.index(i) for i in range(len(contexts))])
 
-    def _objective_loss(self, model, inputs, objective):
-        """The loss of a batch by objective (completion and reconstruction of text rows, answers of instruction rows),
-        with each objective's loss logged on its own. Also returns each row's summed NLL and target count."""
+    def _objective_loss(self, model, inputs, kinds: list[int]):
+        """The loss of a batch by objective (completion and reconstruction of text rows, answers of instruction rows;
+        `kinds`: each row's `Objective`), with each objective's loss logged on its own. Also returns each row's summed
+        NLL and target count."""
         mode = "train" if self.model.training else "eval"
         outputs = model(**inputs, use_cache=False, fused_lm_head=True)
         nll = -outputs.log_probs.sum(-1)
@@ -214,8 +230,8 @@ class GenerativeAdapterTrainer(SFTTrainer):
         parts = {}
         for name, kind in (("completion", COMPLETION), ("reconstruction", RECONSTRUCTION),
                            ("instruction", INSTRUCTION)):
-            rows = (objective == kind).to(nll.device)
-            if rows.any():
+            rows = rows_of(kinds, kind)
+            if rows is not None:
                 parts[name] = (nll[rows].sum(), count[rows].sum().clamp(min=1))
         loss = None
         if "completion" in parts:
@@ -227,8 +243,10 @@ class GenerativeAdapterTrainer(SFTTrainer):
             i_sum, i_n = parts["instruction"]
             answers = i_sum / i_n
             loss = answers if loss is None else (1 - self.args.text_weight) * answers + self.args.text_weight * loss
-        for name, (total, n) in parts.items():
-            self.objective_metrics[mode][f"loss_{name}"].append((total / n).item())
+        with torch.no_grad():  # one host sync for every objective's metric
+            values = torch.stack([total / n for total, n in parts.values()]).tolist()
+        for name, value in zip(parts, values):
+            self.objective_metrics[mode][f"loss_{name}"].append(value)
         return loss, outputs, nll, count
 
     def _answer_logprobs(self, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,18 +279,18 @@ class GenerativeAdapterTrainer(SFTTrainer):
         self.objective_metrics[mode]["loss_distill"].append(loss.item())
         return loss
 
-    def _contrast_loss(self, model, inputs, objective, contexts, index, per_context, nll, count):
+    def _contrast_loss(self, model, inputs, kinds: list[int], contexts, index: list[int], per_context, nll, count):
         """`softplus(nll_own - nll_other)` averaged over the instruction rows that have a partner: the next
         instruction row (cyclically) whose context differs. Zero (and logged as such) when no row has one."""
         mode = "train" if self.model.training else "eval"
-        rows = [i for i in range(len(objective)) if int(objective[i]) == INSTRUCTION]
+        rows = [i for i, kind in enumerate(kinds) if kind == INSTRUCTION]
         own, partner = [], []
         for position, row in enumerate(rows):
             for step in range(1, len(rows)):
                 other = rows[(position + step) % len(rows)]
-                if contexts[int(index[other])] != contexts[int(index[row])]:
+                if contexts[index[other]] != contexts[index[row]]:
                     own.append(row)
-                    partner.append(int(index[other]))
+                    partner.append(index[other])
                     break
         if not own:
             self.objective_metrics[mode]["loss_contrast"].append(0.0)

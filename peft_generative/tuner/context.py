@@ -141,14 +141,18 @@ class GeneratedContext:
         if index.dtype == torch.bool or index.is_floating_point():
             raise TypeError(f"row indices must be integers, got {index.dtype}.")
         index = index.to(torch.long).flatten().cpu()
-        if index.numel() and (index.min() < 0 or index.max() >= len(self)):
-            raise IndexError(f"row index out of range for a context with {len(self)} row(s)")
-        states = {k: v.index_select(0, index.to(v.device)) for k, v in self.states.items()}
-        factors = {
-            k: (a.index_select(0, index.to(a.device)), b.index_select(0, index.to(b.device)))
-            for k, (a, b) in self.factors.items()
-        }
         rows = index.tolist()
+        if rows and (min(rows) < 0 or max(rows) >= len(self)):
+            raise IndexError(f"row index out of range for a context with {len(self)} row(s)")
+        copies = {}  # the index on each device the tensors live on: one host-to-device copy, not one per tensor
+
+        def pick(tensor: torch.Tensor) -> torch.Tensor:
+            if tensor.device not in copies:
+                copies[tensor.device] = index.to(tensor.device)
+            return tensor.index_select(0, copies[tensor.device])
+
+        states = {k: pick(v) for k, v in self.states.items()}
+        factors = {k: (pick(a), pick(b)) for k, (a, b) in self.factors.items()}
         return GeneratedContext(
             self.generator, states, [self.num_tokens[i] for i in rows], [self.added_texts[i] for i in rows], factors,
             self.weight_versions,

@@ -38,21 +38,33 @@ class CaptureSink:
         self.adapter_name = adapter_name
         self.requires_grad = requires_grad
         self.contributions: dict[str, torch.Tensor] = {}
+        # per captured layer, a 0-dim device tensor: are its hidden states finite at the real tokens? Read once per
+        # chunk by `check_finite` (one host sync per chunk, not one per layer)
+        self.finite: dict[int, torch.Tensor] = {}
 
     def capture(self, layer_index: int, hidden: torch.Tensor) -> None:
         modules = self.layers.get(layer_index)
         if modules:
-            if not torch.isfinite(hidden[self.mask.bool()]).all():
-                raise FloatingPointError(
-                    f"The base model produced NaN/inf hidden states at decoder layer {layer_index} while encoding "
-                    "the context. Check the model's dtype (fp16 overflows on some models: use bf16 or fp32) and "
-                    "the input ids."
-                )
+            with torch.no_grad():
+                self.finite[layer_index] = (torch.isfinite(hidden).all(-1) | ~self.mask.bool()).all()
             with torch.set_grad_enabled(self.requires_grad):
                 for module in modules:
                     self.contributions[module.module_key] = module.state_update(hidden, self.mask, self.adapter_name)
         if layer_index >= self.last_index:
             raise StopEncoding
+
+    def check_finite(self) -> None:
+        """Refuse the chunk if the base model's hidden states were NaN/inf at a real token of any captured layer."""
+        if not self.finite:
+            return
+        layers = sorted(self.finite)
+        flags = torch.stack([self.finite[i] for i in layers]).tolist()
+        if not all(flags):
+            raise FloatingPointError(
+                f"The base model produced NaN/inf hidden states at decoder layer {layers[flags.index(False)]} while "
+                "encoding the context. Check the model's dtype (fp16 overflows on some models: use bf16 or fp32) and "
+                "the input ids."
+            )
 
 
 class CaptureHook:
@@ -102,7 +114,8 @@ def encode_states(
     layers = generator.layers_by_index()
     body = generator.body
     router = generator.router
-    started_with_state = any(bool(s.any()) for s in states.values())
+    # one host sync for all modules (this decides only whether chunk 0 of sequential encoding carries an adapter)
+    started_with_state = encoding == "sequential" and bool(torch.stack([s.any() for s in states.values()]).any())
     pad_id = 0
     bar = tqdm(range(steps), desc="contextualize", unit="chunk", leave=False,
                disable=not progress or steps < 2 or are_progress_bars_disabled())
@@ -121,9 +134,12 @@ def encode_states(
         lm_grad = requires_grad and adapter_context is not None
         with router.using(adapter_context), router.capturing(sink), torch.set_grad_enabled(lm_grad):
             try:
-                body(input_ids=input_ids, attention_mask=mask, use_cache=False)
+                # without padding the mask changes nothing, and transformers would read it on the host to find out
+                padded_chunk = len({len(piece) for piece in pieces}) > 1
+                body(input_ids=input_ids, attention_mask=mask if padded_chunk else None, use_cache=False)
             except StopEncoding:
                 pass
+        sink.check_finite()
         if len(sink.contributions) != len(states):
             missing = sorted(set(states) - set(sink.contributions))
             raise RuntimeError(

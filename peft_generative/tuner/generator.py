@@ -144,8 +144,11 @@ class Generator:
     def factors(self, states: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Compact LoRA factors `(lora_A, lora_B)` of every module for states `{module: (rows, d_r, r)}`."""
         factors = {key: self.layers[key].factors(state, self.adapter_name) for key, state in states.items()}
-        for key, (lora_a, lora_b) in factors.items():
-            if not (torch.isfinite(lora_a).all() and torch.isfinite(lora_b).all()):
+        with torch.no_grad():  # one host sync for every module, not one per factor
+            finite = torch.stack([torch.isfinite(a).all() & torch.isfinite(b).all() for a, b in factors.values()])
+            finite = finite.tolist()
+        for key, ok in zip(factors, finite):
+            if not ok:
                 raise FloatingPointError(
                     f"The generator ({self.source or 'unnamed'}) produced NaN/inf adapter factors for {key}: its "
                     "weights are broken or overflow in this dtype. Check the generator (not the base model), or "

@@ -147,7 +147,16 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
 
     # ---- generator math -------------------------------------------------------------------------------------
     def state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str) -> torch.Tensor:
-        """Contribution `sum_t K_t^T V_t` of one chunk: hidden `(b, n, d)`, mask `(b, n)` -> `(b, d_r, r)` fp32."""
+        """Contribution `sum_t K_t^T V_t` of one chunk: hidden `(b, n, d)`, mask `(b, n)` -> `(b, d_r, r)` fp32.
+
+        Always computed without autocast: the state is the method's own sum, kept in the generator's dtype and summed
+        in fp32. Under bf16 autocast the product would be rounded to 8 bits, and the svd normalisation would promote
+        that rounding noise (~1e-3 of the largest singular value, far above `svd_tol`) to whole directions of a short
+        context's adapter."""
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self._state_update(hidden, mask, adapter_name)
+
+    def _state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str) -> torch.Tensor:
         a2 = self.generator_A2[adapter_name]
         a3 = self.generator_A3[adapter_name]
         h = hidden.to(a2.dtype)
