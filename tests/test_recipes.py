@@ -240,3 +240,31 @@ def test_gpu_recipe_dry_run_on_the_cpu(tmp_path, tokenizer):
         again = load_file(joined / "adapter_model.safetensors")
         assert original.keys() == again.keys() and all(torch.equal(original[k], again[k]) for k in original)
         assert any("generator_gate" in k for k in original)  # the recipe's token gate was added to the start
+
+
+def test_facts_replay_mixture_takes_word_and_prose_documents(tmp_path):
+    from peft_generative.data import build_synthetic_facts_dataset, read_jsonl, write_jsonl
+    from peft_generative.data.synthetic_words import build_synthetic_words_dataset
+
+    from .conftest import load_example_script
+
+    build_synthetic_facts_dataset(tmp_path / "synthetic_facts", train_documents=4, heldout_documents=1)
+    build_synthetic_words_dataset(tmp_path / "synthetic_words", train_documents=6, heldout_documents=1)
+    write_jsonl(tmp_path / "prose_recall" / "train.jsonl", [
+        {"id": f"news-{i}#0", "context": f"The plant moved to Town{i} in 1998. It employs {i + 40} people.",
+         "prompt": q, "completion": a, "type": "cloze", "kind": k, "task": "prose_recall"}
+        for i in range(3)
+        for q, a, k in (("Fill in the blank: \"The plant moved to ___ in 1998.\"", f"Town{i}", "name"),
+                        ("Fill in the blank: \"It employs ___ people.\"", str(i + 40), "digits"))])
+    write_jsonl(tmp_path / "pretraining" / "train.jsonl", [{"text": "some text " * 30}])
+    script = load_example_script("facts_replay_mixture")
+    counts = script.build(tmp_path, tmp_path / "mix.jsonl", text_documents=1, words=5, prose=2)
+    assert counts == {"fact_documents": 4, "text_documents": 1, "rows": 12, "words": 5, "prose": 2}
+    rows = list(read_jsonl(tmp_path / "mix.jsonl"))
+    prose = [r for r in rows if r["task"] == "prose_recall"]
+    assert len(prose) == 2 and all(len(r["messages"]) == 4 for r in prose)  # both questions of a passage, one row
+    words = [r for r in rows if r["task"] == "synthetic_words"]
+    assert len(words) == 5
+    assert all(a["content"] in r["context"] for r in words + prose for a in r["messages"][1::2])
+    with pytest.raises(ValueError, match="only 3 prose"):
+        script.build(tmp_path, tmp_path / "bad.jsonl", prose=4)

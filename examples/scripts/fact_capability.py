@@ -78,6 +78,9 @@ def parse(argv=None):
     p.add_argument("--data", choices=["facts", "words", "both"], default="facts",
                    help="training documents: synthetic facts (issue 22), open-vocabulary words (issue 32) or half each")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--conv-lr", type=float, default=None,
+                   help="learning rate of the convolution taps (default --lr): they start at zero, and at --lr they "
+                   "stay within ~1%% of the token's own weight for the first hundred steps")
     p.add_argument("--docs-per-step", type=int, default=4)
     p.add_argument("--train-names", choices=["wide", "narrow"], default="wide",
                    help="training names from the wide syllable inventory (default) or the first, narrow one")
@@ -261,7 +264,7 @@ def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dic
 def save(run: Path, model, optimizer, state):
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     tensors = {f"param/{n}": p.detach().contiguous() for n, p in trainable.items()}
-    index = {id(p): i for i, p in enumerate(optimizer.param_groups[0]["params"])}
+    index = {id(p): i for i, p in enumerate(p for group in optimizer.param_groups for p in group["params"])}
     for p, s in optimizer.state.items():
         for key, value in s.items():
             tensors[f"opt/{index[id(p)]}/{key}"] = torch.as_tensor(value).contiguous()
@@ -277,7 +280,7 @@ def restore(run: Path, model, optimizer) -> dict:
         for key, value in tensors.items():
             if key.startswith("param/"):
                 named[key[len("param/"):]].copy_(value)
-    params = optimizer.param_groups[0]["params"]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     for key, value in tensors.items():
         if key.startswith("opt/"):
             _, i, name = key.split("/")
@@ -291,8 +294,13 @@ def main(argv=None):
     run = Path(args.out) / args.name
     run.mkdir(parents=True, exist_ok=True)
     model, tok = build(args)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    taps = [p for n, p in named if "_conv" in n]
+    groups = [{"params": [p for n, p in named if "_conv" not in n]}]
+    if taps:
+        groups.append({"params": taps, "lr": args.conv_lr or args.lr})
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     state = {"step": 0, "cpu": 0.0, "wall": 0.0, "probes": []}
     if (run / "checkpoint.safetensors").exists():
         state = restore(run, model, optimizer)

@@ -6,7 +6,9 @@ document is encoded once for its four answers); `--text-documents` pretraining d
 documents (as the evaluation groups them, separated by a blank line) and asks 4 of their questions, so the
 generator also learns to keep facts apart in longer contexts. `--articles N` adds N synthetic articles (free prose,
 several values of each type; `python -m peft_generative.data --synthetic_articles`), all their questions in one row;
-`--facts N` keeps only the first N fact documents. Shuffled with a fixed seed; only training splits are read.
+`--facts N` keeps only the first N fact documents. `--words N` and `--prose N` add N documents of the
+open-vocabulary words (`--synthetic_words`) and N real passages with cloze recall questions (`--prose_recall`), all
+their questions in one row each (issue 32). Shuffled with a fixed seed; only training splits are read.
 
     python examples/scripts/facts_replay_mixture.py --data data --out data/sft/train_facts_replay.jsonl
 """
@@ -54,22 +56,30 @@ def grouped_rows(facts: list[dict], count: int, max_group: int, rng: random.Rand
     return rows
 
 
+# extra sources of documents with questions: option name -> folder of `python -m peft_generative.data`
+EXTRA_SOURCES = {"articles": "synthetic_articles", "words": "synthetic_words", "prose": "prose_recall"}
+
+
 def build(data: Path, out: Path, text_documents: int = 600, seed: int = 0, grouped: int = 0,
-          max_group: int = 8, articles: int = 0, facts: int | None = None) -> dict:
+          max_group: int = 8, articles: int = 0, facts: int | None = None, words: int = 0, prose: int = 0) -> dict:
     facts = fact_rows(data / "synthetic_facts" / "train.jsonl")[:facts]
-    stories = fact_rows(data / "synthetic_articles" / "train.jsonl")[:articles] if articles else []
-    if len(stories) < articles:
-        raise ValueError(f"--articles {articles}: {data / 'synthetic_articles'} has only {len(stories)} articles.")
+    extra = {}
+    for option, count in (("articles", articles), ("words", words), ("prose", prose)):
+        if count:
+            folder = data / EXTRA_SOURCES[option]
+            extra[option] = fact_rows(folder / "train.jsonl")[:count]
+            if len(extra[option]) < count:
+                raise ValueError(f"--{option} {count}: {folder} has only {len(extra[option])} {option} documents.")
     texts = [r["text"] for r in read_jsonl(data / "pretraining" / "train.jsonl") if r.get("text", "").strip()]
     rng = random.Random(seed)
     rng.shuffle(texts)
     groups = grouped_rows(facts, grouped, max_group, random.Random(f"{seed}-grouped"))
-    rows = facts + groups + stories + [{"context": "", "messages": [], "text": t, "task": "pretraining"}
-                             for t in texts[:text_documents]]
+    rows = facts + groups + [row for rows in extra.values() for row in rows] + [
+        {"context": "", "messages": [], "text": t, "task": "pretraining"} for t in texts[:text_documents]]
     rng.shuffle(rows)
     write_jsonl(out, rows)
     counts = {"fact_documents": len(facts), "text_documents": min(text_documents, len(texts)), "rows": len(rows)}
-    return counts | ({"grouped": len(groups)} if grouped else {}) | ({"articles": len(stories)} if articles else {})
+    return counts | ({"grouped": len(groups)} if grouped else {}) | {k: len(v) for k, v in extra.items()}
 
 
 def main(argv=None) -> None:
@@ -81,10 +91,12 @@ def main(argv=None) -> None:
     parser.add_argument("--max-group", type=int, default=8, help="most documents in a grouped row (default 8)")
     parser.add_argument("--articles", type=int, default=0, help="synthetic articles (free prose; default 0)")
     parser.add_argument("--facts", type=int, default=None, help="keep only the first N fact documents (default all)")
+    parser.add_argument("--words", type=int, default=0, help="open-vocabulary word documents (default 0)")
+    parser.add_argument("--prose", type=int, default=0, help="real passages with cloze recall questions (default 0)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(build(args.data, args.out, args.text_documents, args.seed, args.grouped, args.max_group, args.articles,
-                args.facts))
+                args.facts, args.words, args.prose))
 
 
 if __name__ == "__main__":

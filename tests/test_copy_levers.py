@@ -1,0 +1,71 @@
+"""The issue-32 measuring tools of the example scripts: fact_capability's scoring by answer kind and its grown state,
+and plot_copy_levers' reading of runs."""
+
+import json
+
+import torch
+
+from .conftest import load_example_script
+
+
+def test_fact_capability_scores_gold_contained_by_kind():
+    script = load_example_script("fact_capability")
+    questions = [{"answers": ["Port Aldane"], "type": "place", "kind": "place"},
+                 {"answers": ["1952"], "type": "year", "kind": "digits"},
+                 {"answers": ["212"], "type": "count", "kind": "digits"},
+                 {"answers": ["systems analyst"], "type": "occupation", "kind": "word"}]
+    predictions = ["The ferry leaves from Port Aldane.", "1952", "2120 steps", "analyst"]
+    result = script.score(predictions, questions)
+    assert result["EM"] == 25.0 and result["contains"] == 50.0  # "212" is not contained in "2120"
+    assert result["by_kind"]["contains"] == {"digits": 50.0, "place": 100.0, "word": 0.0}
+    assert result["by_kind"]["EM"] == {"digits": 50.0, "place": 0.0, "word": 0.0}
+    assert result["EM_by_type"] == {"count": 0.0, "occupation": 0.0, "place": 0.0, "year": 100.0}
+    assert 0 < result["by_kind"]["F1"]["word"] < 100
+
+
+def test_fact_capability_grows_a_state_from_the_saved_block():
+    script = load_example_script("fact_capability")
+    saved = torch.arange(6.0).view(2, 3)
+    target = torch.full((4, 3), -1.0)
+    out = script.grown(target, saved)
+    assert torch.equal(out[:2], saved) and torch.equal(out[2:], target[2:])
+    assert script.grown(saved, saved) is saved
+    columns = script.grown(torch.zeros(2, 5), saved)  # B: d_out x r grows in its columns
+    assert torch.equal(columns[:, :3], saved) and not columns[:, 3:].any()
+
+
+def write_run(directory, probes, final=None):
+    directory.mkdir(parents=True)
+    (directory / "state.json").write_text(json.dumps({"step": 100, "cpu": 900.0, "wall": 1000.0, "probes": probes}))
+    if final is not None:
+        (directory / "result.json").write_text(json.dumps(final))
+
+
+def measures(contains, nll=2.0):
+    return {"EM": contains / 2, "F1": contains / 2, "contains": contains, "nll": nll,
+            "by_kind": {"EM": {}, "F1": {}, "contains": {"word": contains}}}
+
+
+def test_plot_copy_levers_reads_probes_and_final_results(tmp_path):
+    script = load_example_script("plot_copy_levers")
+    probes = [{"step": s, "cpu": s * 9, "words": {"contains": c, "own_nll": 2.0}, "facts": {"contains": 70.0},
+               "needle": {"own_nll": 0.1}} for s, c in ((0, 10.3), (40, 5.2), (100, 12.0))]
+    final = {"words": {"own": measures(12.5), "control": measures(1.0, 3.0)},
+             "baselines_words": {"prompting": measures(40.0), "closed_book": measures(0.0)},
+             "words_unseen": {"own": measures(8.0), "control": measures(0.0, 3.0)},
+             "baselines_words_unseen": {"prompting": measures(30.0), "closed_book": measures(0.0)}}
+    write_run(tmp_path / "a", probes, final)
+    write_run(tmp_path / "b", probes[:2])  # still running: a curve, no final point
+    out, numbers = tmp_path / "plot.png", tmp_path / "numbers.json"
+    script.main(["--run", f"done={tmp_path / 'a'}", "--run", f"running={tmp_path / 'b'}", "--json", str(numbers),
+                 "--out", str(out)])
+    rows = json.loads(numbers.read_text())
+    assert rows["done"]["curve"]["words"] == [[0, 10.3], [360, 5.2], [900, 12.0]]
+    assert rows["done"]["final"]["words"]["adapter"]["contains"] == 12.5
+    assert rows["done"]["final"]["words"]["prompting_contains"] == 40.0
+    assert rows["done"]["final"]["words_unseen"]["control_contains"] == 0.0
+    assert rows["done"]["final"]["words"]["gold_nll"] == [2.0, 3.0]
+    assert "final" not in rows["running"] and out.stat().st_size > 0
+    again = tmp_path / "again.png"
+    script.main(["--from-json", str(numbers), "--out", str(again)])
+    assert again.stat().st_size > 0
