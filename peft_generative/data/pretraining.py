@@ -41,7 +41,7 @@ from .overlap import OverlapFilter
 from .progress import progress
 from .splits import hash_order, normalize_key, splitter
 
-__all__ = ["PRETRAINING_SOURCES", "build_pretraining_corpus", "iter_source_documents"]
+__all__ = ["PRETRAINING_SOURCES", "build_pretraining_corpus", "iter_source_documents", "kept_documents"]
 
 PathLike = str | os.PathLike
 
@@ -147,6 +147,30 @@ def iter_source_documents(source: str, path: PathLike) -> Iterator[tuple[str, st
 
 
 # ------------------------------------------------------------------------------------------------------- builder
+def kept_documents(sources: Mapping[str, PathLike], stats: dict[str, dict[str, int]], *, min_chars: int,
+                   progress_bar: bool, desc: str) -> Iterator[tuple[str, str, str]]:
+    """``(source, id, text)`` of the documents the pretraining corpus keeps, in its fixed source order: too-short
+    texts and exact duplicates (after ``normalize_key``; the first is kept) are dropped and counted in
+    ``stats[source]`` (``read``, ``too_short``, ``duplicate``; created where missing)."""
+    seen: set[str] = set()
+    for source in [k for k in _READERS if k in sources]:  # fixed source order
+        st = stats.setdefault(source, {})
+        for name in ("read", "too_short", "duplicate"):
+            st.setdefault(name, 0)
+        docs = iter_source_documents(source, sources[source])
+        for doc_id, text in progress(docs, desc=f"{desc}/{source}", enabled=progress_bar, unit="doc"):
+            st["read"] += 1
+            if len(text) < min_chars:
+                st["too_short"] += 1
+                continue
+            key = normalize_key(text)
+            if key in seen:
+                st["duplicate"] += 1
+                continue
+            seen.add(key)
+            yield source, doc_id, text
+
+
 def build_pretraining_corpus(
     out_dir: PathLike,
     sources: Mapping[str, PathLike] | None = None,
@@ -180,30 +204,19 @@ def build_pretraining_corpus(
     overlap = OverlapFilter(exclude_texts or (), n=exclude_ngram)
     split_of = splitter(fractions, seed)
 
-    seen: set[str] = set()
     records: dict[str, list[dict]] = {"train": [], "validation": []}
-    stats: dict[str, dict[str, int]] = {}
-    for source in [k for k in _READERS if k in sources]:  # fixed source order
-        st = stats.setdefault(source, {"read": 0, "too_short": 0, "duplicate": 0, "overlap": 0, "train": 0,
-                                       "validation": 0, "chars": 0})
-        docs = iter_source_documents(source, sources[source])
-        for doc_id, text in progress(docs, desc=f"pretraining/{source}", enabled=progress_bar, unit="doc"):
-            st["read"] += 1
-            if len(text) < min_chars:
-                st["too_short"] += 1
-                continue
-            key = normalize_key(text)
-            if key in seen:
-                st["duplicate"] += 1
-                continue
-            seen.add(key)
-            if overlap and overlap.overlaps(text):
-                st["overlap"] += 1
-                continue
-            split = split_of(doc_id)
-            records[split].append({"text": text, "source": source, "id": doc_id})
-            st[split] += 1
-            st["chars"] += len(text)
+    stats = {source: {"read": 0, "too_short": 0, "duplicate": 0, "overlap": 0, "train": 0, "validation": 0, "chars": 0}
+             for source in _READERS if source in sources}
+    for source, doc_id, text in kept_documents(sources, stats, min_chars=min_chars, progress_bar=progress_bar,
+                                               desc="pretraining"):
+        st = stats[source]
+        if overlap and overlap.overlaps(text):
+            st["overlap"] += 1
+            continue
+        split = split_of(doc_id)
+        records[split].append({"text": text, "source": source, "id": doc_id})
+        st[split] += 1
+        st["chars"] += len(text)
 
     out = Path(out_dir)
     paths: dict[str, Path] = {}

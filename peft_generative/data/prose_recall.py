@@ -498,28 +498,16 @@ def _instruction_rows(records: Iterable[dict]) -> Iterator[dict]:
 def _read_prose_documents(sources: Mapping[str, PathLike], progress_bar: bool) -> tuple[list[tuple[str, str]], dict]:
     """The prose documents as the pretraining builder keeps them: read in its source order, too-short and exact
     duplicate documents dropped (the first of identical texts is kept)."""
-    from .pretraining import iter_source_documents
+    from .pretraining import kept_documents
 
-    seen: set[str] = set()
+    stats = {source: {"read": 0, "too_short": 0, "duplicate": 0, "kept": 0} for source in PROSE_SOURCES
+             if source in sources}
     docs: list[tuple[str, str]] = []
-    stats: dict[str, dict[str, int]] = {}
-    for source in PROSE_SOURCES:
-        if source not in sources:
-            continue
-        st = stats.setdefault(source, {"read": 0, "too_short": 0, "duplicate": 0, "kept": 0})
-        for doc_id, text in progress(iter_source_documents(source, sources[source]), desc=f"prose_recall/{source}",
-                                     enabled=progress_bar, unit="doc"):
-            st["read"] += 1
-            if len(text) < PRETRAINING_MIN_CHARS:
-                st["too_short"] += 1
-                continue
-            key = normalize_key(text)
-            if key in seen:
-                st["duplicate"] += 1
-                continue
-            seen.add(key)
-            docs.append((doc_id, text))
-            st["kept"] += 1
+    for source, doc_id, text in kept_documents({k: sources[k] for k in stats}, stats,
+                                               min_chars=PRETRAINING_MIN_CHARS, progress_bar=progress_bar,
+                                               desc="prose_recall"):
+        docs.append((doc_id, text))
+        stats[source]["kept"] += 1
     return docs, stats
 
 
