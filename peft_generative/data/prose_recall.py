@@ -59,6 +59,7 @@ from .jsonl import write_json, write_jsonl
 from .overlap import OverlapFilter, words
 from .progress import progress
 from .splits import hash_order, normalize_key, splitter, stable_unit
+from .synthetic_facts import instruction_rows
 
 __all__ = [
     "PROSE_SOURCES",
@@ -488,13 +489,6 @@ def recall_documents(documents: Iterable[tuple[str, str]], *, seed: int = 0, max
 
 
 # ------------------------------------------------------------------------------------------------------- builder
-def _instruction_rows(records: Iterable[dict]) -> Iterator[dict]:
-    for rec in records:
-        for q in rec["questions"]:
-            yield {"id": rec["id"], "context": rec["context"], "prompt": q["question"], "completion": q["answers"][0],
-                   "type": q["type"], "kind": q["kind"], "task": TASK}
-
-
 def _read_prose_documents(sources: Mapping[str, PathLike], progress_bar: bool) -> tuple[list[tuple[str, str]], dict]:
     """The prose documents as the pretraining builder keeps them: read in its source order, too-short and exact
     duplicate documents dropped (the first of identical texts is kept)."""
@@ -668,7 +662,7 @@ def build_prose_recall_dataset(
     paths = {"train": out / "train.jsonl", "validation.eval": out / "validation.eval.jsonl",
              "test.eval": out / "test.eval.jsonl", "manifest": out / "manifest.json"}
     train_order = hash_order([r["id"] for r in records["train"]], seed)
-    write_jsonl(paths["train"], _instruction_rows(records["train"][i] for i in train_order))
+    write_jsonl(paths["train"], instruction_rows([records["train"][i] for i in train_order], TASK, kind=True))
     for split in ("validation", "test"):
         write_jsonl(paths[f"{split}.eval"], records[split])
     write_json(paths["manifest"], {

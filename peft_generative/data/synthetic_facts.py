@@ -130,12 +130,13 @@ def needle_document(split: str, index: int, seed: int = 0) -> dict:
                            "kind": KIND_OF_TYPE["needle"]}]}
 
 
-def instruction_rows(documents: list[dict], task: str = "synthetic_facts"):
-    """One training row per question of each document (`id`, `context`, `prompt`, `completion`, `type`, `task`)."""
+def instruction_rows(documents: list[dict], task: str = "synthetic_facts", kind: bool = False):
+    """One training row per question of each document (`id`, `context`, `prompt`, `completion`, `type`, with `kind`
+    also each question's answer kind, then `task`)."""
     for doc in documents:
         for q in doc["questions"]:
             yield {"id": doc["id"], "context": doc["context"], "prompt": q["question"], "completion": q["answers"][0],
-                   "type": q["type"], "task": task}
+                   "type": q["type"], **({"kind": q["kind"]} if kind else {}), "task": task}
 
 
 def build_synthetic_facts_dataset(out_dir: str | os.PathLike, *, seed: int = 0, train_documents: int = 4000,

@@ -650,14 +650,6 @@ def word_needle_document(split: str, index: int, seed: int = 0) -> dict:
                            "kind": "word"}]}
 
 
-def _rows(documents: list[dict]):
-    """`synthetic_facts.instruction_rows` with each question's `kind` (before `task`)."""
-    kinds = (q["kind"] for doc in documents for q in doc["questions"])
-    for row, kind in zip(instruction_rows(documents, "synthetic_words"), kinds):
-        task = row.pop("task")
-        yield {**row, "kind": kind, "task": task}
-
-
 def _counts(documents: list[dict]) -> dict:
     questions = [q for d in documents for q in d["questions"]]
     return {"documents": len(documents), "questions": len(questions),
@@ -683,7 +675,7 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
     train = [word_needle_document("train", i, seed) if mix.random() < needle_fraction
              else word_document("train", i, seed) for i in range(train_documents)]
     paths = {"train": out / "train.jsonl"}
-    write_jsonl(paths["train"], _rows(train))
+    write_jsonl(paths["train"], instruction_rows(train, "synthetic_words", kind=True))
     counts = {"train": {**_counts(train), "needles": sum("needle" in d["id"] for d in train)}}
     for split in ("validation", "test"):
         files = {"": [word_document(split, i, seed) for i in range(heldout_documents)],
