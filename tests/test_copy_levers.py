@@ -69,3 +69,35 @@ def test_plot_copy_levers_reads_probes_and_final_results(tmp_path):
     again = tmp_path / "again.png"
     script.main(["--from-json", str(numbers), "--out", str(again)])
     assert again.stat().st_size > 0
+
+
+def test_fact_capability_keeps_the_loaded_generators_architecture():
+    script = load_example_script("fact_capability")
+    shipped = json.loads((load_example_script("fact_capability").shipped_generator_path()
+                          / "adapter_config.json").read_text())
+    plain = script.config_kwargs(script.parse(["--name", "x"]), shipped)
+    assert plain["token_gate"] is True and plain["key_dim"] == shipped["key_dim"]  # the shipped gate comes along
+    fresh = script.config_kwargs(script.parse(["--name", "x", "--init", "fresh"]), shipped)
+    assert fresh["token_gate"] is False and "key_conv" not in fresh
+    saved = {**shipped, "token_gate": False, "key_conv": 2, "value_lookahead": 1, "value_source": "next_embedding"}
+    again = script.config_kwargs(script.parse(["--name", "x", "--init", "somewhere"]), saved)
+    assert (again["key_conv"], again["value_lookahead"], again["value_source"]) == (2, 1, "next_embedding")
+    assert again["token_gate"] is False
+    more = script.config_kwargs(script.parse(["--name", "x", "--init", "d", "--key-conv", "3", "--token-gate"]), saved)
+    assert more["key_conv"] == 3 and more["token_gate"] is True
+    assert script.parse(["--name", "x", "--needle-filler", "0-6"]).needle_filler == (0, 6)
+
+
+def test_fact_capability_caches_baselines_per_set(tmp_path, monkeypatch):
+    script = load_example_script("fact_capability")
+    computed = []
+    monkeypatch.setattr(script, "baselines", lambda model, tok, docs: computed.append(len(docs)) or {"n": len(docs)})
+    sets = {"a": [{"id": "a0"}], "b": [{"id": "b0"}, {"id": "b1"}]}
+    path = tmp_path / "baselines.json"
+    assert script.cached_baselines(path, None, None, sets) == {"a": {"n": 1}, "b": {"n": 2}} and computed == [1, 2]
+    assert script.cached_baselines(path, None, None, sets) == {"a": {"n": 1}, "b": {"n": 2}} and computed == [1, 2]
+    grown = {**sets, "c": [{"id": "c0"}] * 3}  # a set added later is computed alone
+    assert script.cached_baselines(path, None, None, grown)["c"] == {"n": 3} and computed == [1, 2, 3]
+    changed = {"a": [{"id": "other"}]}  # changed documents are recomputed; the rest of the cache stays
+    assert script.cached_baselines(path, None, None, changed) == {"a": {"n": 1}} and computed == [1, 2, 3, 1]
+    assert set(json.loads(path.read_text())["results"]) == {"a", "b", "c"}

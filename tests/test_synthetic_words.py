@@ -195,12 +195,29 @@ def test_needles_hide_one_word_among_filler(documents):
     assert len(phrasings) >= 3 and len({d["questions"][0]["answers"][0] for d in documents["train_needles"]}) > 150
 
 
+def test_bare_needles_are_the_same_needles_without_filler():
+    for split in ("train", "test"):
+        for i in range(40):
+            full, bare = word_needle_document(split, i), word_needle_document(split, i, filler=(0, 0))
+            assert bare["id"] == full["id"] + "-bare"
+            assert bare["questions"][0]["answers"] == full["questions"][0]["answers"]  # the same word to copy
+            assert split == "train" or bare["context"] in full["context"]  # held out: one reserved phrasing
+            assert bare["context"].count(".") == 1 and bare["context"] not in FILLER
+            some = word_needle_document(split, i, filler=(0, 2))
+            assert 1 <= len(re.split(r"(?<=[.])\s+", some["context"])) <= 3
+    assert word_needle_document("test", 3) == word_needle_document("test", 3, filler=(4, 6))  # the default is unchanged
+    for bad in ((2, 1), (-1, 2), (0, len(FILLER) + 1), [0, 0]):
+        with pytest.raises(ValueError, match="filler must be"):
+            word_needle_document("train", 0, filler=bad)
+
+
 def test_build_writes_identical_files_twice_and_rejects_bad_arguments(tmp_path):
     sizes = dict(train_documents=40, heldout_documents=6)
     paths = build_synthetic_words_dataset(tmp_path / "a", **sizes)
     again = build_synthetic_words_dataset(tmp_path / "b", **sizes)
     assert set(paths) == {"train", "validation.eval", "test.eval", "validation.needle.eval", "test.needle.eval",
-                          "validation_unseen.eval", "test_unseen.eval"}
+                          "validation.needle_bare.eval", "test.needle_bare.eval", "validation_unseen.eval",
+                          "test_unseen.eval"}
     for key, path in paths.items():
         assert path.read_bytes() == again[key].read_bytes(), key
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
@@ -243,7 +260,16 @@ def test_command_line_builds_the_dataset_and_rejects_bad_flags(tmp_path, capsys)
     manifest = json.loads((out / "synthetic_words" / "manifest.json").read_text())
     assert manifest["counts"]["train"]["documents"] == 20 and manifest["needle_fraction"] == 0.25
     assert (out / "synthetic_words" / "test_unseen.eval.jsonl").is_file()
+    code = main(["--synthetic_words", "--out", str(out / "f"), "--words-train", "30", "--words-heldout", "2",
+                 "--words-needle-fraction", "0.5", "--words-needle-filler", "0-0", "--no-progress"])
+    assert code == 0 and json.loads(capsys.readouterr().out)
+    manifest = json.loads((out / "f" / "synthetic_words" / "manifest.json").read_text())
+    assert manifest["needle_filler"] == [0, 0]
+    needles = [r for r in read_jsonl(out / "f" / "synthetic_words" / "train.jsonl") if "needle" in r["id"]]
+    assert needles and all(r["context"].count(".") == 1 for r in needles)
     bad = [(["--words-train", "0"], "--words-train must be a positive number"),
+           (["--words-needle-filler", "3-1"], "--words-needle-filler must be MIN-MAX"),
+           (["--words-needle-filler", "0-x"], "expected MIN-MAX"),
            (["--words-heldout", "-2"], "--words-heldout must be a positive number"),
            (["--words-needle-fraction", "1.5"], r"--words-needle-fraction must be in \[0, 1\)"),
            (["--words-train", "abc"], "invalid int value")]

@@ -7,8 +7,10 @@ own adapter and with another document's adapter (the control), the gold-answer N
 closed-book and context-in-prompt baselines (computed once per `--out` and cached, since they do not depend on the
 generator). `--data facts`: the fact and needle documents of `peft_generative.data.synthetic_facts` (issue 22);
 `--data words`: the open-vocabulary documents of `peft_generative.data.synthetic_words` (answers from open word lists,
-many relations, held-out relations and phrasings); `--data both`: half each. Whatever the training data, the
-evaluation covers the held-out facts, needles, words and unseen-relation words.
+many relations, held-out relations and phrasings); `--data both`: half each; `--data needles`: only the word
+needles (one open-vocabulary word to copy; `--needle-filler 0-0` trains on the needle sentence alone). Whatever the
+training data, the evaluation covers the held-out facts, needles, words, unseen-relation words, word needles and the
+same word needles without filler (`word_needle_bare`: the easiest copy there is).
 
     python examples/scripts/fact_capability.py --name wide --token-gate --cpu-budget 640 --out runs/facts
     python examples/scripts/fact_capability.py --name words_kconv --data words --key-conv 3 --cpu-budget 900
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import time
@@ -57,25 +60,49 @@ def layer_list(text: str) -> list[int]:
     return layers
 
 
+ARCHITECTURE = ("token_gate", "key_conv", "value_lookahead", "value_source")  # taken from the --init generator
+
+
+def filler_range(text: str) -> tuple[int, int]:
+    """'0-2' -> (0, 2)."""
+    try:
+        low, high = (int(x) for x in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'MIN-MAX' (filler sentences)") from None
+    if not 0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 0 <= MIN <= MAX")
+    return low, high
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--name", required=True, help="run name (a directory under --out)")
     p.add_argument("--out", default="runs/fact_capability", help="output directory")
-    p.add_argument("--init", choices=["shipped", "fresh"], default="shipped",
-                   help="start from the shipped generator's tensors (those of matching shape) or from scratch")
+    p.add_argument("--init", default="shipped", metavar="shipped|fresh|DIR",
+                   help="start from the shipped generator's tensors (those of matching shape), from scratch, or from "
+                        "a generator directory (e.g. an earlier run's <out>/<name>/generator; pass the same "
+                        "architecture flags it was trained with)")
     p.add_argument("--target", default="o_proj", help="adapted module (e.g. down_proj)")
     p.add_argument("--layers", type=layer_list, default=None,
                    help="adapt only these decoder layers: 'A-B' (inclusive) or 'A,B,C' (default: all)")
     p.add_argument("--normalization", default=None, help="override the shipped generator's normalisation")
     p.add_argument("--alpha", type=float, default=None)
-    p.add_argument("--token-gate", action="store_true", help="GenerativeAdapterConfig(token_gate=True)")
-    p.add_argument("--key-conv", type=int, default=0, help="GenerativeAdapterConfig(key_conv=N)")
-    p.add_argument("--value-lookahead", type=int, default=0, help="GenerativeAdapterConfig(value_lookahead=N)")
+    p.add_argument("--token-gate", action="store_true",
+                   help="GenerativeAdapterConfig(token_gate=True) (a generator loaded with --init keeps its own gate)")
+    p.add_argument("--key-conv", type=int, default=None,
+                   help="GenerativeAdapterConfig(key_conv=N) (default: the --init generator's, 0 when fresh)")
+    p.add_argument("--value-lookahead", type=int, default=None,
+                   help="GenerativeAdapterConfig(value_lookahead=N) (default: the --init generator's, 0 when fresh)")
+    p.add_argument("--value-source", choices=["layer", "embedding", "next_embedding"], default=None,
+                   help="GenerativeAdapterConfig(value_source=...): values from the layer or the token embeddings")
+    p.add_argument("--reset-values", action="store_true",
+                   help="after loading the shipped generator, give A3 a fresh Kaiming init and B zeros (the value path "
+                        "starts over: the adapter starts as a no-op; for a new --value-source)")
     p.add_argument("--key-dim", type=int, default=None, help="state size (default: the shipped generator's); a larger "
                    "state starts from the shipped tensors in its leading block")
     p.add_argument("--value-dim", type=int, default=None)
     p.add_argument("--rank", type=int, default=None)
-    p.add_argument("--data", choices=["facts", "words", "both"], default="facts",
+    p.add_argument("--data", choices=["facts", "words", "both", "needles"], default="facts",
                    help="training documents: synthetic facts (issue 22), open-vocabulary words (issue 32) or half each")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--conv-lr", type=float, default=None,
@@ -85,6 +112,8 @@ def parse(argv=None):
     p.add_argument("--train-names", choices=["wide", "narrow"], default="wide",
                    help="training names from the wide syllable inventory (default) or the first, narrow one")
     p.add_argument("--needle-fraction", type=float, default=0.2)
+    p.add_argument("--needle-filler", type=filler_range, default=(4, 6), metavar="MIN-MAX",
+                   help="filler sentences around a training word needle (default 4-6; 0-0: the needle alone)")
     p.add_argument("--cpu-budget", type=float, default=720.0, help="training process CPU seconds")
     p.add_argument("--probe-every", type=int, default=40)
     p.add_argument("--save-every", type=int, default=10)
@@ -95,24 +124,47 @@ def parse(argv=None):
 
 
 # ---- model ------------------------------------------------------------------------------------------------------
+def config_kwargs(args, saved: dict) -> dict:
+    """`GenerativeAdapterConfig` arguments of the run: sizes from the `--init` generator's saved config `saved` (the
+    shipped one for `fresh`), its architecture (gate, taps, value source) unless `fresh`, then the flags given."""
+    kwargs = {k: saved[k] for k in ("key_dim", "value_dim", "rank", "alpha", "normalization", "window")}
+    # the architecture of the generator loaded (its gate, taps and value source come with it), unless overridden
+    loaded = {} if args.init == "fresh" else {k: saved.get(k) for k in ARCHITECTURE if saved.get(k) is not None}
+    overrides = {"normalization": args.normalization, "alpha": args.alpha, "key_dim": args.key_dim,
+                 "value_dim": args.value_dim, "rank": args.rank, "key_conv": args.key_conv,
+                 "value_lookahead": args.value_lookahead, "value_source": args.value_source}
+    kwargs.update(loaded)
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    kwargs["token_gate"] = bool(args.token_gate or kwargs.get("token_gate"))
+    return kwargs
+
+
 def build(args):
     base, tok = load_base_model()
-    shipped = shipped_generator_path()
-    saved = json.loads((shipped / "adapter_config.json").read_text())
-    kwargs = {k: saved[k] for k in ("key_dim", "value_dim", "rank", "alpha", "normalization", "window")}
-    overrides = {"normalization": args.normalization, "alpha": args.alpha, "key_dim": args.key_dim,
-                 "value_dim": args.value_dim, "rank": args.rank}
-    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    source = shipped_generator_path() if args.init in ("shipped", "fresh") else Path(args.init)
+    if not (source / "adapter_model.safetensors").is_file():
+        raise SystemExit(f"--init {args.init}: no adapter_model.safetensors there (expected a generator directory)")
+    kwargs = config_kwargs(args, json.loads((source / "adapter_config.json").read_text()))
     config = GenerativeAdapterConfig(task_type="CAUSAL_LM", target_modules=[args.target], encoding="parallel",
-                                     layers_to_transform=args.layers, token_gate=args.token_gate,
-                                     key_conv=args.key_conv, value_lookahead=args.value_lookahead, **kwargs)
+                                     layers_to_transform=args.layers, **kwargs)
     torch.manual_seed(args.seed)
     model = get_peft_model(base, config)
-    if args.init == "shipped":
-        weights = load_file(str(shipped / "adapter_model.safetensors"))
+    if args.init != "fresh":
+        weights = load_file(str(source / "adapter_model.safetensors"))
         own = {n.replace(".default", ""): p for n, p in model.named_parameters()}
+        dropped = sorted(k for k in weights if k not in own or own[k].dim() != weights[k].dim())
+        if dropped:  # a silently dropped gate once made "the shipped generator" a different one
+            raise SystemExit(f"--init {args.init}: {len(dropped)} saved tensors do not fit this architecture "
+                             f"(e.g. {dropped[0]}); pass the flags it was trained with")
         set_peft_model_state_dict(model, {k: grown(own[k], v) for k, v in weights.items()
                                           if k in own and own[k].dim() == v.dim()})
+    if args.reset_values:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "generator_A3" in name:
+                    torch.nn.init.kaiming_normal_(param, a=math.sqrt(5))
+                elif "generator_B" in name:
+                    param.zero_()
     for name, param in model.named_parameters():
         param.requires_grad_("generator_" in name)
     tok.padding_side = "left"
@@ -132,9 +184,11 @@ def grown(target: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
 
 def train_document(index: int, args) -> dict:
     rng = random.Random(f"{args.seed}-train-mix-{index}")
+    if args.data == "needles":
+        return word_needle_document("train", index, args.seed, filler=args.needle_filler)
     if args.data == "words" or (args.data == "both" and rng.random() < 0.5):
         if rng.random() < args.needle_fraction:
-            return word_needle_document("train", index, args.seed)
+            return word_needle_document("train", index, args.seed, filler=args.needle_filler)
         return word_document("train", index, args.seed)
     if rng.random() < args.needle_fraction:
         return needle_document("train", index, args.seed)
@@ -244,20 +298,24 @@ def eval_sets(n: int, seed: int) -> dict[str, list[dict]]:
             "needle": [needle_document("test", i, seed) for i in range(n)],
             "words": [word_document("test", i, seed) for i in range(n)],
             "words_unseen": [word_document("test", i, seed, unseen=True) for i in range(n)],
-            "word_needle": [word_needle_document("test", i, seed) for i in range(n)]}
+            "word_needle": [word_needle_document("test", i, seed) for i in range(n)],
+            "word_needle_bare": [word_needle_document("test", i, seed, filler=(0, 0)) for i in range(n)]}
 
 
 def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:
-    """Closed-book and context-in-prompt answers do not depend on the generator: computed once per output folder."""
+    """Closed-book and context-in-prompt answers do not depend on the generator: computed once per output folder and
+    set (a set added later is computed alone; a set whose documents changed is recomputed)."""
     key = {name: [d["id"] for d in docs] for name, docs in sets.items()}
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved["documents"] == key:
-            return saved["results"]
-    results = {name: baselines(model, tok, docs) for name, docs in sets.items()}
+    saved = json.loads(path.read_text()) if path.exists() else {"documents": {}, "results": {}}
+    if all(saved["documents"].get(name) == ids for name, ids in key.items()):
+        return {name: saved["results"][name] for name in sets}
+    results = {name: saved["results"][name] if saved["documents"].get(name) == key[name]
+               else baselines(model, tok, docs) for name, docs in sets.items()}
+    key = {**saved["documents"], **key}
+    results = {**saved["results"], **results}
     path.with_suffix(".tmp").write_text(json.dumps({"documents": key, "results": results}, indent=1))
     os.replace(path.with_suffix(".tmp"), path)  # runs side by side may share the cache: never a half-written file
-    return results
+    return {name: results[name] for name in sets}
 
 
 # ---- resumable training -----------------------------------------------------------------------------------------
@@ -306,7 +364,8 @@ def main(argv=None):
         state = restore(run, model, optimizer)
         print(f"resumed at step {state['step']} ({state['cpu']:.0f} CPU s)", flush=True)
     sets = eval_sets(args.n_eval, args.seed)
-    probe_sets = {"facts": sets["facts"][:8], "words": sets["words"][:12], "needle": sets["needle"][:4]}
+    probe_sets = {"facts": sets["facts"][:8], "words": sets["words"][:12], "needle": sets["needle"][:4],
+                  "word_needle_bare": sets["word_needle_bare"][:12]}
 
     def probe():
         """Gold NLL with the own / another document's adapter, and gold contained in the own adapter's answers, on

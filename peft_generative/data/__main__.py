@@ -13,7 +13,16 @@ from .build import DATASETS, build_all
 from .cache import DATA_ENV, SOURCES, DownloadError, data_dir, fetch_all
 
 WORDS = "synthetic_words"  # built here (nothing to download), with its own size options
-WORDS_DEFAULTS = {"words_train": 4000, "words_heldout": 200, "words_needle_fraction": 0.15}
+WORDS_DEFAULTS = {"words_train": 4000, "words_heldout": 200, "words_needle_fraction": 0.15,
+                  "words_needle_filler": (4, 6)}
+
+
+def _filler_range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MIN-MAX, e.g. 0-6") from None
+    return low, high
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--words-needle-fraction", type=float, default=None, metavar="SHARE",
                    help="share of synthetic_words training documents that are needles (default "
                    f"{WORDS_DEFAULTS['words_needle_fraction']})")
+    p.add_argument("--words-needle-filler", type=_filler_range, default=None, metavar="MIN-MAX",
+                   help="filler sentences around a synthetic_words training needle (default 4-6; 0-6 also trains on "
+                   "needles alone, the easiest copy)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -74,6 +86,13 @@ def _words_options(parser: argparse.ArgumentParser, args: argparse.Namespace, bu
             parser.error(f"--{name.replace('_', '-')} must be a positive number of documents, got {options[name]}")
     if not 0 <= options["words_needle_fraction"] < 1:
         parser.error(f"--words-needle-fraction must be in [0, 1), got {options['words_needle_fraction']}")
+    low, high = options["words_needle_filler"]
+    if build_words:
+        from .synthetic_words import FILLER
+
+        if not 0 <= low <= high <= len(FILLER):
+            parser.error(f"--words-needle-filler must be MIN-MAX with 0 <= MIN <= MAX <= {len(FILLER)}, got "
+                         f"{low}-{high}")
     return options
 
 
@@ -121,7 +140,8 @@ def _main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         results[WORDS] = build_synthetic_words_dataset(
             args.out / WORDS, seed=args.seed, train_documents=words_options["words_train"],
-            heldout_documents=words_options["words_heldout"], needle_fraction=words_options["words_needle_fraction"])
+            heldout_documents=words_options["words_heldout"], needle_fraction=words_options["words_needle_fraction"],
+            needle_filler=words_options["words_needle_filler"])
         logging.getLogger("peft_generative.data.build").info("built %s in %.1fs -> %s", WORDS,
                                                               time.perf_counter() - t0, args.out / WORDS)
     summary = {}

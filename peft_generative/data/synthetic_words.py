@@ -632,10 +632,14 @@ def _render(rng: random.Random, split: str, entities: list, facts: list, unseen:
     return "\n".join(" ".join(p) for p in paragraphs), questions
 
 
-def word_needle_document(split: str, index: int, seed: int = 0) -> dict:
-    """One word or short phrase (a noun, or a colour and a noun) among 4-6 filler sentences, and one question for
-    it (type "needle_word", kind "word"); validation/test use held-out words and the reserved phrasings."""
+def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple[int, int] = (4, 6)) -> dict:
+    """One word or short phrase (a noun, or a colour and a noun) among `filler` (min, max) filler sentences, and one
+    question for it (type "needle_word", kind "word"); validation/test use held-out words and the reserved phrasings.
+    The word of a given `(split, index, seed)` does not depend on `filler`: `filler=(0, 0)` gives the same needles
+    alone (the easiest copy there is), with ids ending in `-bare`."""
     _check_split(split)
+    if not (isinstance(filler, tuple) and len(filler) == 2 and 0 <= filler[0] <= filler[1] <= len(FILLER)):
+        raise ValueError(f"filler must be a (min, max) pair with 0 <= min <= max <= {len(FILLER)}, got {filler!r}.")
     rng = random.Random(f"{seed}-{split}-word-needle-{index}")
     values = _Values(rng, "train" if split == "train" else "held_out")
     if rng.random() < 0.7:
@@ -643,9 +647,10 @@ def word_needle_document(split: str, index: int, seed: int = 0) -> dict:
     else:
         colours = [c for c in values.lists["colour"] if " " not in c]
         word = values._fresh(lambda: f"{rng.choice(colours)} {rng.choice(values.lists['noun'])}")
-    sentences = rng.sample(FILLER, rng.randint(4, 6))
+    sentences = rng.sample(FILLER, rng.randint(*filler))
     sentences.insert(rng.randint(0, len(sentences)), _pick(rng, NEEDLE_STATEMENTS, split).format(v=word))
-    return {"id": f"{split}-word-needle-{index}", "context": " ".join(sentences),
+    suffix = "" if filler == (4, 6) else "-bare" if filler == (0, 0) else f"-filler{filler[0]}to{filler[1]}"
+    return {"id": f"{split}-word-needle-{index}{suffix}", "context": " ".join(sentences),
             "questions": [{"question": _pick(rng, NEEDLE_QUESTIONS, split), "answers": [word], "type": "needle_word",
                            "kind": "word"}]}
 
@@ -659,11 +664,12 @@ def _counts(documents: list[dict]) -> dict:
 
 def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, train_documents: int = 4000,
                                   heldout_documents: int = 200, needle_fraction: float = 0.15,
-                                  quiet: bool = False) -> dict[str, Path]:
+                                  needle_filler: tuple[int, int] = (4, 6), quiet: bool = False) -> dict[str, Path]:
     """Write the dataset into `out_dir`; returns `{file key: path}`. `needle_fraction` of the training documents
-    (drawn per document) are needles; validation and test get `heldout_documents` word documents, as many needles
-    and as many documents asking only held-out relations (`_unseen`). (`quiet` is accepted like the other builders';
-    this one downloads nothing and logs nothing.)"""
+    (drawn per document) are needles with `needle_filler` (min, max) filler sentences; validation and test get
+    `heldout_documents` word documents, as many needles (4-6 filler sentences), the same needles alone
+    (`.needle_bare`: the easiest copy there is) and as many documents asking only held-out relations (`_unseen`).
+    (`quiet` is accepted like the other builders'; this one downloads nothing and logs nothing.)"""
     if isinstance(train_documents, bool) or not isinstance(train_documents, int) or train_documents < 1 \
             or isinstance(heldout_documents, bool) or not isinstance(heldout_documents, int) or heldout_documents < 1:
         raise ValueError(f"train_documents and heldout_documents must be positive integers, got {train_documents!r} "
@@ -672,7 +678,7 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
         raise ValueError(f"needle_fraction must be in [0, 1), got {needle_fraction!r}.")
     out = Path(out_dir)
     mix = random.Random(f"{seed}-train-words-mix")
-    train = [word_needle_document("train", i, seed) if mix.random() < needle_fraction
+    train = [word_needle_document("train", i, seed, filler=tuple(needle_filler)) if mix.random() < needle_fraction
              else word_document("train", i, seed) for i in range(train_documents)]
     paths = {"train": out / "train.jsonl"}
     write_jsonl(paths["train"], instruction_rows(train, "synthetic_words", kind=True))
@@ -680,6 +686,7 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
     for split in ("validation", "test"):
         files = {"": [word_document(split, i, seed) for i in range(heldout_documents)],
                  ".needle": [word_needle_document(split, i, seed) for i in range(heldout_documents)],
+                 ".needle_bare": [word_needle_document(split, i, seed, filler=(0, 0)) for i in range(heldout_documents)],
                  "_unseen": [word_document(split, i, seed, unseen=True) for i in range(heldout_documents)]}
         for suffix, documents in files.items():
             key = f"{split}{suffix}.eval"
@@ -689,7 +696,8 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
     from importlib.metadata import version
 
     write_json(out / "manifest.json", {
-        "dataset": "synthetic_words", "seed": seed, "needle_fraction": needle_fraction, "faker": version("faker"),
+        "dataset": "synthetic_words", "seed": seed, "needle_fraction": needle_fraction,
+        "needle_filler": list(needle_filler), "faker": version("faker"),
         "held_out_relations": sorted(HELD_OUT_RELATIONS), "counts": counts,
         "list_sizes": {name: {side: len(v) for side, v in sides.items()} for name, sides in word_lists().items()},
         "files": {k: v.name for k, v in paths.items()},

@@ -13,6 +13,7 @@ from .model_card import generator_card
 from .peft_type import GENERATIVE_ADAPTER
 
 NORMALIZATIONS = ("svd", "frobenius", "none")
+VALUE_SOURCES = ("layer", "embedding", "next_embedding")
 ENCODINGS = ("sequential", "parallel")
 
 # Decoder families whose attention output projection is called `o_proj` (the paper's default target).
@@ -81,6 +82,17 @@ class GenerativeAdapterConfig(PeftConfig):
             inside a chunk: the first `key_conv` tokens of a chunk see no earlier token and the last
             `value_lookahead` tokens no later one (what a chunk boundary every `window` tokens loses); states stay
             sums of per-chunk parts, so `extend` and `forget` stay exact.
+        value_source: where the values are read (not in the paper): `"layer"` (default, the paper's) reads them from
+            the same hidden state as the keys; `"embedding"` from each context token's input embedding (RMS-normalised),
+            `V_t = RMSNorm(E[x_t]) A3^T`, while keys (and the gate) still read the layer. A token's identity is
+            all an input embedding holds, so a value can name any word, seen in training or not, and `B` can learn one
+            linear map from embeddings to the output (with tied embeddings, back to the word's logit) instead of
+            learning words one by one. `"next_embedding"`: the value of token t is the input embedding of token
+            t + 1, `V_t = RMSNorm(E[x_{t+1}]) A3^T`: the key (what the layer has read up to t) stores the token that
+            came next, an induction head written into the weights, which can copy a word of any number of tokens
+            ("is" -> "Port", "Port" -> " Ald", ...). Within a chunk: its last token stores nothing (what a chunk
+            boundary every `window` tokens loses). States stay additive (`extend`, `forget`); a generator trained with
+            one source is not meaningful with another.
         base_model_fingerprint: filled in automatically; the shape of the base model the generator belongs to.
     """
 
@@ -121,6 +133,9 @@ class GenerativeAdapterConfig(PeftConfig):
     value_lookahead: int = field(
         default=0, metadata={"help": "Values also read this many later hidden states (mirror variant; 0 = none)."}
     )
+    value_source: Literal["layer", "embedding", "next_embedding"] = field(
+        default="layer", metadata={"help": "Values from the layer's hidden state (paper) or the token embeddings."}
+    )
     base_model_fingerprint: Optional[dict] = field(
         default=None, metadata={"help": "Filled automatically: shape of the base model."}
     )
@@ -144,6 +159,8 @@ class GenerativeAdapterConfig(PeftConfig):
                 raise ValueError(f"`{name}` must be a non-negative integer (0 = none), got {value!r}.")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
+        if self.value_source not in VALUE_SOURCES:
+            raise ValueError(f"`value_source` must be one of {VALUE_SOURCES}, got {self.value_source!r}.")
         if self.encoding not in ENCODINGS:
             raise ValueError(f"`encoding` must be one of {ENCODINGS}, got {self.encoding!r}.")
         if self.normalization == "svd" and self.rank > min(self.key_dim, self.value_dim):

@@ -31,8 +31,9 @@ class CaptureSink:
     """Collects, for one forward pass over one chunk, each adapted module's state contribution."""
 
     def __init__(self, layers: dict[int, list["GenerativeLinear"]], mask: torch.Tensor, adapter_name: str,
-                 requires_grad: bool):
+                 requires_grad: bool, token_states: Optional[torch.Tensor] = None):
         self.layers = layers
+        self.token_states = token_states  # the chunk's input embeddings, for `value_source="embedding"`
         self.last_index = max(layers)
         self.mask = mask
         self.adapter_name = adapter_name
@@ -49,7 +50,8 @@ class CaptureSink:
                 self.finite[layer_index] = (torch.isfinite(hidden).all(-1) | ~self.mask.bool()).all()
             with torch.set_grad_enabled(self.requires_grad):
                 for module in modules:
-                    self.contributions[module.module_key] = module.state_update(hidden, self.mask, self.adapter_name)
+                    self.contributions[module.module_key] = module.state_update(
+                        hidden, self.mask, self.adapter_name, token_states=self.token_states)
         if layer_index >= self.last_index:
             raise StopEncoding
 
@@ -130,7 +132,11 @@ def encode_states(
         if encoding == "sequential" and (t > 0 or started_with_state):
             partial = {k: v.index_select(0, index) for k, v in states.items()}
             adapter_context = GeneratedContext(generator, partial, [1] * len(active))
-        sink = CaptureSink(layers, mask, generator.adapter_name, requires_grad)
+        token_states = None
+        if config.value_source != "layer":
+            with torch.no_grad():  # the embeddings are frozen: no gradient to carry
+                token_states = generator.model.get_input_embeddings()(input_ids)
+        sink = CaptureSink(layers, mask, generator.adapter_name, requires_grad, token_states)
         lm_grad = requires_grad and adapter_context is not None
         with router.using(adapter_context), router.capturing(sink), torch.set_grad_enabled(lm_grad):
             try:

@@ -16,6 +16,11 @@ from .svd import normalize_state
 RMS_EPS = 1e-6
 
 
+def _rms_normed(h: torch.Tensor) -> torch.Tensor:
+    """`h / RMS(h)` over the last dimension (the RMS computed in fp32)."""
+    return h * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + RMS_EPS).to(h.dtype)
+
+
 class GenerativeLinear(nn.Module, BaseTunerLayer):
     """Wraps an `nn.Linear` (`d_in -> d_out`) inside decoder layer `layer_index`.
 
@@ -146,25 +151,38 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
                 target.copy_(gain)
 
     # ---- generator math -------------------------------------------------------------------------------------
-    def state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str) -> torch.Tensor:
+    def state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str,
+                     token_states: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Contribution `sum_t K_t^T V_t` of one chunk: hidden `(b, n, d)`, mask `(b, n)` -> `(b, d_r, r)` fp32.
+        `token_states` `(b, n, d)`: the chunk's input embeddings, which the values read with
+        `value_source="embedding"` (required then, ignored otherwise).
 
         Always computed without autocast: the state is the method's own sum, kept in the generator's dtype and summed
         in fp32. Under bf16 autocast the product would be rounded to 8 bits, and the svd normalisation would promote
         that rounding noise (~1e-3 of the largest singular value, far above `svd_tol`) to whole directions of a short
         context's adapter."""
         with torch.autocast(hidden.device.type, enabled=False):
-            return self._state_update(hidden, mask, adapter_name)
+            return self._state_update(hidden, mask, adapter_name, token_states)
 
-    def _state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str) -> torch.Tensor:
+    def _state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str,
+                      token_states: Optional[torch.Tensor]) -> torch.Tensor:
         a2 = self.generator_A2[adapter_name]
         a3 = self.generator_A3[adapter_name]
-        h = hidden.to(a2.dtype)
-        h = h * torch.rsqrt(h.float().pow(2).mean(-1, keepdim=True) + RMS_EPS).to(h.dtype)
-        valid = mask.unsqueeze(-1).to(h.dtype)
-        h = (h * self.generator_norm[adapter_name]) * valid
+        valid = mask.unsqueeze(-1).to(a2.dtype)
+        h = (_rms_normed(hidden.to(a2.dtype)) * self.generator_norm[adapter_name]) * valid
+        read = h
+        source = self.configs[adapter_name].value_source
+        if source != "layer":
+            if token_states is None or token_states.shape != hidden.shape:
+                raise ValueError(
+                    f"value_source={source!r} needs the chunk's input embeddings, shaped like the hidden states "
+                    f"{tuple(hidden.shape)}; got {None if token_states is None else tuple(token_states.shape)}."
+                )
+            read = _rms_normed(token_states.to(a2.dtype)) * valid
+            if source == "next_embedding":  # token t stores token t + 1 (nothing after the chunk's last token)
+                read = torch.cat([read[:, 1:], read.new_zeros(read.shape[0], 1, read.shape[2])], 1) * valid
         keys = self._convolved(h, valid, self.generator_key_conv, adapter_name, +1) @ a2.mT
-        values = self._convolved(h, valid, self.generator_value_conv, adapter_name, -1) @ a3.mT
+        values = self._convolved(read, valid, self.generator_value_conv, adapter_name, -1) @ a3.mT
         if adapter_name in self.generator_gate:
             gate = self.generator_gate[adapter_name]
             values = values * torch.sigmoid(h @ gate[:-1] + gate[-1]).unsqueeze(-1)
