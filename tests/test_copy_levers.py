@@ -3,6 +3,7 @@ and plot_copy_levers' reading of runs."""
 
 import json
 
+import pytest
 import torch
 
 from .conftest import load_example_script
@@ -69,6 +70,12 @@ def test_plot_copy_levers_reads_probes_and_final_results(tmp_path):
     again = tmp_path / "again.png"
     script.main(["--from-json", str(numbers), "--out", str(again)])
     assert again.stat().st_size > 0
+    three = tmp_path / "three.png"  # other held-out sets; one without a curve in these runs draws nothing there
+    script.main(["--from-json", str(numbers), "--out", str(three), "--panels", "words,word_needle_bare,facts"])
+    assert three.stat().st_size > 0
+    with pytest.raises(SystemExit) as e:
+        script.main(["--from-json", str(numbers), "--out", str(three), "--panels", "words,nonsense"])
+    assert e.value.code == 2
 
 
 def test_fact_capability_keeps_the_loaded_generators_architecture():

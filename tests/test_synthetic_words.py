@@ -211,6 +211,22 @@ def test_bare_needles_are_the_same_needles_without_filler():
             word_needle_document("train", 0, filler=bad)
 
 
+def test_word_documents_with_one_entity_ask_relations_without_binding():
+    default = word_document("test", 5)
+    assert word_document("test", 5, entity_count=None) == default  # the default documents are unchanged
+    for split in ("train", "test"):
+        for i in range(60):
+            doc = word_document(split, i, entity_count=(1, 1))
+            assert doc["id"].endswith("-e1to1") and 2 <= len(doc["questions"]) <= 4
+            subjects = {q["question"] for q in doc["questions"]}
+            assert len(subjects) == len(doc["questions"])
+            for q in doc["questions"]:
+                assert q["answers"][0] in doc["context"] and q["answers"][0] not in q["question"]
+    for bad in ((0, 1), (3, 2), (1, 7), [1, 1]):
+        with pytest.raises(ValueError, match="entity_count must be"):
+            word_document("train", 0, entity_count=bad)
+
+
 def test_build_writes_identical_files_twice_and_rejects_bad_arguments(tmp_path):
     sizes = dict(train_documents=40, heldout_documents=6)
     paths = build_synthetic_words_dataset(tmp_path / "a", **sizes)

@@ -112,6 +112,8 @@ def parse(argv=None):
     p.add_argument("--train-names", choices=["wide", "narrow"], default="wide",
                    help="training names from the wide syllable inventory (default) or the first, narrow one")
     p.add_argument("--needle-fraction", type=float, default=0.2)
+    p.add_argument("--word-entities", type=filler_range, default=None, metavar="MIN-MAX",
+                   help="entities per training word document (default: the dataset's 2-5; 1-1: one entity, no binding)")
     p.add_argument("--needle-filler", type=filler_range, default=(4, 6), metavar="MIN-MAX",
                    help="filler sentences around a training word needle (default 4-6; 0-0: the needle alone)")
     p.add_argument("--cpu-budget", type=float, default=720.0, help="training process CPU seconds")
@@ -189,7 +191,7 @@ def train_document(index: int, args) -> dict:
     if args.data == "words" or (args.data == "both" and rng.random() < 0.5):
         if rng.random() < args.needle_fraction:
             return word_needle_document("train", index, args.seed, filler=args.needle_filler)
-        return word_document("train", index, args.seed)
+        return word_document("train", index, args.seed, entity_count=args.word_entities)
     if rng.random() < args.needle_fraction:
         return needle_document("train", index, args.seed)
     return fact_document("train", index, args.seed,
@@ -299,7 +301,8 @@ def eval_sets(n: int, seed: int) -> dict[str, list[dict]]:
             "words": [word_document("test", i, seed) for i in range(n)],
             "words_unseen": [word_document("test", i, seed, unseen=True) for i in range(n)],
             "word_needle": [word_needle_document("test", i, seed) for i in range(n)],
-            "word_needle_bare": [word_needle_document("test", i, seed, filler=(0, 0)) for i in range(n)]}
+            "word_needle_bare": [word_needle_document("test", i, seed, filler=(0, 0)) for i in range(n)],
+            "words_one": [word_document("test", i, seed, entity_count=(1, 1)) for i in range(n)]}
 
 
 def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:
@@ -365,7 +368,7 @@ def main(argv=None):
         print(f"resumed at step {state['step']} ({state['cpu']:.0f} CPU s)", flush=True)
     sets = eval_sets(args.n_eval, args.seed)
     probe_sets = {"facts": sets["facts"][:8], "words": sets["words"][:12], "needle": sets["needle"][:4],
-                  "word_needle_bare": sets["word_needle_bare"][:12]}
+                  "word_needle_bare": sets["word_needle_bare"][:12], "words_one": sets["words_one"][:12]}
 
     def probe():
         """Gold NLL with the own / another document's adapter, and gold contained in the own adapter's answers, on

@@ -6,7 +6,9 @@ prompting's rate on the same questions as a dashed line.
     python examples/scripts/plot_copy_levers.py --run "recipe=runs/fc/both_base" --run "key conv 3=runs/fc/both_kconv3" \
         --json docs/eval/copy_levers.json --out docs/img/copy_levers.png
 
-`--json` keeps the numbers, so the plot can be redrawn without the runs (`--from-json FILE`).
+`--json` keeps the numbers, so the plot can be redrawn without the runs (`--from-json FILE`). `--panels` picks the
+held-out sets drawn (default `words,facts`; also `word_needle_bare`, `words_one`, whose final point is that set's,
+and `word_needle`, drawn from the final evaluation only).
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import argparse
 import json
 from pathlib import Path
 
-PANELS = (("words", "held-out word documents"), ("facts", "held-out fact documents (digits, lists)"))
-FINAL_SETS = ("words", "words_unseen", "facts", "needle", "word_needle")
+TITLES = {"words": "held-out word documents", "facts": "held-out fact documents (digits, lists)",
+          "word_needle_bare": "held-out word needles alone (one sentence)",
+          "word_needle": "held-out word needles in 4-6 filler sentences",
+          "words_one": "held-out word documents about one entity"}
+DEFAULT_PANELS = ("words", "facts")
+FINAL_SETS = ("words", "words_unseen", "facts", "needle", "word_needle", "word_needle_bare", "words_one")
 
 
 def read_run(directory: str) -> dict:
@@ -25,7 +31,7 @@ def read_run(directory: str) -> dict:
     state = json.loads((run / "state.json").read_text())
     row = {"steps": state["step"], "cpu": round(state["cpu"]),
            "curve": {part: [(p["cpu"], p[part]["contains"]) for p in state["probes"]
-                            if isinstance(p.get(part), dict) and "contains" in p[part]] for part, _ in PANELS}}
+                            if isinstance(p.get(part), dict) and "contains" in p[part]] for part in TITLES}}
     if (run / "result.json").exists():
         result = json.loads((run / "result.json").read_text())
         row["final"] = {}
@@ -43,18 +49,20 @@ def read_run(directory: str) -> dict:
     return row
 
 
-def plot(rows: dict[str, dict], out: str) -> None:
+def plot(rows: dict[str, dict], out: str, panels=DEFAULT_PANELS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(11, 4.2))
-    for axis, (part, title) in zip(axes, PANELS):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for axis, part in zip(axes[0], panels):
+        title = TITLES[part]
         prompting = None
         for i, (label, row) in enumerate(rows.items()):
             color = f"C{i}"
-            xs, ys = zip(*row["curve"][part]) if row["curve"][part] else ((), ())
+            curve = row["curve"].get(part) or []
+            xs, ys = zip(*curve) if curve else ((), ())
             axis.plot(xs, ys, "-o", color=color, markersize=3, label=label)
             final = row.get("final", {}).get(part)
             if final:
@@ -84,7 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--from-json", help="redraw from a JSON written by --json")
     parser.add_argument("--json", help="write the numbers here")
     parser.add_argument("--out", required=True, help="PNG file")
+    parser.add_argument("--panels", default=",".join(DEFAULT_PANELS),
+                        help=f"comma-separated held-out sets to draw, of {', '.join(TITLES)} (default %(default)s)")
     args = parser.parse_args(argv)
+    panels = tuple(p.strip() for p in args.panels.split(",") if p.strip())
+    unknown = [p for p in panels if p not in TITLES]
+    if unknown or not panels:
+        parser.error(f"--panels: unknown set(s) {unknown}; choose from {', '.join(TITLES)}")
     if args.from_json:
         rows = json.loads(Path(args.from_json).read_text())
     else:
@@ -98,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             rows[label] = read_run(directory)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
-    plot(rows, args.out)
+    plot(rows, args.out, panels)
     for label, row in rows.items():
         for part, final in row.get("final", {}).items():
             print(f"{label} [{part}]: adapter contained {final['adapter']['contains']:.1f} (F1 "

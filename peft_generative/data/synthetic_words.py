@@ -526,13 +526,19 @@ def _approx_tokens(text: str) -> int:
     return sum(1 + len(w) // 6 for w in re.findall(r"[A-Za-z]+|\d+", text)) + len(re.findall(r"[^\w\s]", text))
 
 
-def word_document(split: str, index: int, seed: int = 0, *, unseen: bool = False) -> dict:
+def word_document(split: str, index: int, seed: int = 0, *, unseen: bool = False,
+                  entity_count: tuple[int, int] | None = None) -> dict:
     """Document `index` of `split`: `{"id", "context", "questions": [{"question", "answers", "type", "kind"}]}`.
     2-5 entities with 2-4 attributes each, 3-6 questions spread over the entities. Training documents use training
     values and relations only; validation/test documents use held-out values and all relations, in the reserved
     phrasings. `unseen` (validation/test only): the questions ask only about the held-out relations (a document of
-    `{split}_unseen.eval.jsonl`, with its own id)."""
+    `{split}_unseen.eval.jsonl`, with its own id). `entity_count` (min, max): that many entities instead (1-1: one entity's
+    attributes, so a question needs its relation but no entity binding; an easier step of a curriculum), with ids
+    ending in `-e{min}to{max}`."""
     _check_split(split)
+    if entity_count is not None and not (isinstance(entity_count, tuple) and len(entity_count) == 2
+                                         and 1 <= entity_count[0] <= entity_count[1] <= 6):
+        raise ValueError(f"entity_count must be a (min, max) pair with 1 <= min <= max <= 6, got {entity_count!r}.")
     if unseen and split == "train":
         raise ValueError("unseen documents ask held-out relations: only for validation or test.")
     tag = "words-unseen" if unseen else "words"
@@ -540,7 +546,7 @@ def word_document(split: str, index: int, seed: int = 0, *, unseen: bool = False
     values = _Values(rng, "train" if split == "train" else "held_out")
     usable = [r for r in RELATIONS if split != "train" or r.name not in HELD_OUT_RELATIONS]
     entities = []  # [kind, full name, [relation names]]
-    for _ in range(rng.choice([2, 3, 3, 4, 4, 5])):
+    for _ in range(rng.choice([2, 3, 3, 4, 4, 5]) if entity_count is None else rng.randint(*entity_count)):
         kind = rng.choices(ENTITIES, UNSEEN_ENTITY_WEIGHTS if unseen else ENTITY_WEIGHTS)[0]
         if unseen and not entities:
             kind = "person"  # the first entity can carry held-out relations of every kind but digits
@@ -591,7 +597,8 @@ def word_document(split: str, index: int, seed: int = 0, *, unseen: bool = False
         if answer not in context or _occurrences(answer, context) != 1 or _occurrences(answer, q["question"]):
             raise AssertionError(f"{split} word document {index}: the answer {answer!r} of {q['type']} is not "
                                  f"exactly once in the context (or is in the question)")
-    return {"id": f"{split}-{tag}-{index}", "context": context, "questions": questions}
+    suffix = "" if entity_count is None else f"-e{entity_count[0]}to{entity_count[1]}"
+    return {"id": f"{split}-{tag}-{index}{suffix}", "context": context, "questions": questions}
 
 
 def _render(rng: random.Random, split: str, entities: list, facts: list, unseen: bool) -> tuple[str, list[dict]]:

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 GENERATOR_FIELDS = ("key_dim", "value_dim", "rank", "alpha", "window", "encoding", "normalization",
-                    "init_from_attention", "center_keys", "token_gate", "shared_rank", "key_conv", "value_lookahead")
+                    "init_from_attention", "center_keys", "token_gate", "shared_rank", "key_conv", "value_lookahead",
+                    "value_source")
 
 
 def _generator_field(name: str):
@@ -64,6 +65,7 @@ class ScriptArguments:
     shared_rank: int = _generator_field("shared_rank")
     key_conv: int = _generator_field("key_conv")
     value_lookahead: int = _generator_field("value_lookahead")
+    value_source: str = _generator_field("value_source")
 
     def generator_config(self) -> GenerativeAdapterConfig:
         """The `GenerativeAdapterConfig` these arguments describe."""
