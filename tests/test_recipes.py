@@ -44,7 +44,7 @@ def test_recipes_chain_from_one_fresh_generator_to_the_shipped_recipe():
     assert shipped == {"gpu_facts_replay_smollm2.yaml"}
     capability = {name for name, (script_args, _) in parsed.items()
                   if Path(script_args.init_generator or "").name == "generator"} - shipped
-    assert capability <= {"facts_replay_smollm2.yaml"}
+    assert capability <= {"facts_replay_smollm2.yaml", "copy_replay_smollm2.yaml"}
     for name, (script_args, _) in parsed.items():
         if script_args.init_generator is None or name in capability | shipped:
             continue
