@@ -80,8 +80,8 @@ def parse(argv=None):
     p.add_argument("--out", default="runs/fact_capability", help="output directory")
     p.add_argument("--init", default="shipped", metavar="shipped|fresh|DIR",
                    help="start from the shipped generator's tensors (those of matching shape), from scratch, or from "
-                        "a generator directory (e.g. an earlier run's <out>/<name>/generator; pass the same "
-                        "architecture flags it was trained with)")
+                        "a generator directory (e.g. an earlier run's <out>/<name>/generator); its gate, taps and value "
+                        "source come with it")
     p.add_argument("--target", default="o_proj", help="adapted module (e.g. down_proj)")
     p.add_argument("--layers", type=layer_list, default=None,
                    help="adapt only these decoder layers: 'A-B' (inclusive) or 'A,B,C' (default: all)")
@@ -96,14 +96,15 @@ def parse(argv=None):
     p.add_argument("--value-source", choices=["layer", "embedding", "next_embedding"], default=None,
                    help="GenerativeAdapterConfig(value_source=...): values from the layer or the token embeddings")
     p.add_argument("--reset-values", action="store_true",
-                   help="after loading the shipped generator, give A3 a fresh Kaiming init and B zeros (the value path "
+                   help="after loading the generator, give A3 a fresh Kaiming init and B zeros (the value path "
                         "starts over: the adapter starts as a no-op; for a new --value-source)")
     p.add_argument("--key-dim", type=int, default=None, help="state size (default: the shipped generator's); a larger "
                    "state starts from the shipped tensors in its leading block")
     p.add_argument("--value-dim", type=int, default=None)
     p.add_argument("--rank", type=int, default=None)
     p.add_argument("--data", choices=["facts", "words", "both", "needles"], default="facts",
-                   help="training documents: synthetic facts (issue 22), open-vocabulary words (issue 32) or half each")
+                   help="training documents: synthetic facts (issue 22), open-vocabulary words (issue 32), half each, "
+                        "or word needles only")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--conv-lr", type=float, default=None,
                    help="learning rate of the convolution taps (default --lr): they start at zero, and at --lr they "

@@ -532,9 +532,9 @@ def word_document(split: str, index: int, seed: int = 0, *, unseen: bool = False
     2-5 entities with 2-4 attributes each, 3-6 questions spread over the entities. Training documents use training
     values and relations only; validation/test documents use held-out values and all relations, in the reserved
     phrasings. `unseen` (validation/test only): the questions ask only about the held-out relations (a document of
-    `{split}_unseen.eval.jsonl`, with its own id). `entity_count` (min, max): that many entities instead (1-1: one entity's
-    attributes, so a question needs its relation but no entity binding; an easier step of a curriculum), with ids
-    ending in `-e{min}to{max}`."""
+    `{split}_unseen.eval.jsonl`, with its own id). `entity_count` (min, max): that many entities instead (1-1: one
+    entity's attributes, so a question needs its relation but no entity binding; an easier step of a curriculum),
+    with ids ending in `-e{min}to{max}`."""
     _check_split(split)
     if entity_count is not None and not (isinstance(entity_count, tuple) and len(entity_count) == 2
                                          and 1 <= entity_count[0] <= entity_count[1] <= 6):
@@ -693,7 +693,8 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
     for split in ("validation", "test"):
         files = {"": [word_document(split, i, seed) for i in range(heldout_documents)],
                  ".needle": [word_needle_document(split, i, seed) for i in range(heldout_documents)],
-                 ".needle_bare": [word_needle_document(split, i, seed, filler=(0, 0)) for i in range(heldout_documents)],
+                 ".needle_bare": [word_needle_document(split, i, seed, filler=(0, 0))
+                                  for i in range(heldout_documents)],
                  "_unseen": [word_document(split, i, seed, unseen=True) for i in range(heldout_documents)]}
         for suffix, documents in files.items():
             key = f"{split}{suffix}.eval"

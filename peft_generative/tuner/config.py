@@ -134,7 +134,8 @@ class GenerativeAdapterConfig(PeftConfig):
         default=0, metadata={"help": "Values also read this many later hidden states (mirror variant; 0 = none)."}
     )
     value_source: Literal["layer", "embedding", "next_embedding"] = field(
-        default="layer", metadata={"help": "Values from the layer's hidden state (paper) or the token embeddings."}
+        default="layer",
+        metadata={"help": "Values from the layer's hidden state (paper), the token embeddings or the next token's."},
     )
     base_model_fingerprint: Optional[dict] = field(
         default=None, metadata={"help": "Filled automatically: shape of the base model."}
