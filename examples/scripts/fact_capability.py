@@ -159,8 +159,7 @@ def build(args):
         if dropped:  # a silently dropped gate once made "the shipped generator" a different one
             raise SystemExit(f"--init {args.init}: {len(dropped)} saved tensors do not fit this architecture "
                              f"(e.g. {dropped[0]}); pass the flags it was trained with")
-        set_peft_model_state_dict(model, {k: grown(own[k], v) for k, v in weights.items()
-                                          if k in own and own[k].dim() == v.dim()})
+        set_peft_model_state_dict(model, {k: grown(own[k], v) for k, v in weights.items()})
     if args.reset_values:
         with torch.no_grad():
             for name, param in model.named_parameters():
@@ -309,17 +308,14 @@ def eval_sets(n: int, seed: int) -> dict[str, list[dict]]:
 def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:
     """Closed-book and context-in-prompt answers do not depend on the generator: computed once per output folder and
     set (a set added later is computed alone; a set whose documents changed is recomputed)."""
-    key = {name: [d["id"] for d in docs] for name, docs in sets.items()}
     saved = json.loads(path.read_text()) if path.exists() else {"documents": {}, "results": {}}
-    if all(saved["documents"].get(name) == ids for name, ids in key.items()):
-        return {name: saved["results"][name] for name in sets}
-    results = {name: saved["results"][name] if saved["documents"].get(name) == key[name]
-               else baselines(model, tok, docs) for name, docs in sets.items()}
-    key = {**saved["documents"], **key}
-    results = {**saved["results"], **results}
-    path.with_suffix(".tmp").write_text(json.dumps({"documents": key, "results": results}, indent=1))
-    os.replace(path.with_suffix(".tmp"), path)  # runs side by side may share the cache: never a half-written file
-    return {name: results[name] for name in sets}
+    for name, docs in sets.items():
+        ids = [d["id"] for d in docs]
+        if saved["documents"].get(name) != ids:
+            saved["documents"][name], saved["results"][name] = ids, baselines(model, tok, docs)
+            path.with_suffix(".tmp").write_text(json.dumps(saved, indent=1))
+            os.replace(path.with_suffix(".tmp"), path)  # runs side by side may share the cache: never half-written
+    return {name: saved["results"][name] for name in sets}
 
 
 # ---- resumable training -----------------------------------------------------------------------------------------

@@ -86,10 +86,10 @@ def _words_options(parser: argparse.ArgumentParser, args: argparse.Namespace, bu
             parser.error(f"--{name.replace('_', '-')} must be a positive number of documents, got {options[name]}")
     if not 0 <= options["words_needle_fraction"] < 1:
         parser.error(f"--words-needle-fraction must be in [0, 1), got {options['words_needle_fraction']}")
-    low, high = options["words_needle_filler"]
     if build_words:
         from .synthetic_words import FILLER
 
+        low, high = options["words_needle_filler"]
         if not 0 <= low <= high <= len(FILLER):
             parser.error(f"--words-needle-filler must be MIN-MAX with 0 <= MIN <= MAX <= {len(FILLER)}, got "
                          f"{low}-{high}")

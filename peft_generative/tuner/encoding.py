@@ -33,7 +33,7 @@ class CaptureSink:
     def __init__(self, layers: dict[int, list["GenerativeLinear"]], mask: torch.Tensor, adapter_name: str,
                  requires_grad: bool, token_states: Optional[torch.Tensor] = None):
         self.layers = layers
-        self.token_states = token_states  # the chunk's input embeddings, for `value_source="embedding"`
+        self.token_states = token_states  # the chunk's input embeddings, for a `value_source` other than "layer"
         self.last_index = max(layers)
         self.mask = mask
         self.adapter_name = adapter_name

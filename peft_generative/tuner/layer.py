@@ -154,8 +154,8 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
     def state_update(self, hidden: torch.Tensor, mask: torch.Tensor, adapter_name: str,
                      token_states: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Contribution `sum_t K_t^T V_t` of one chunk: hidden `(b, n, d)`, mask `(b, n)` -> `(b, d_r, r)` fp32.
-        `token_states` `(b, n, d)`: the chunk's input embeddings, which the values read with
-        `value_source="embedding"` (required then, ignored otherwise).
+        `token_states` `(b, n, d)`: the chunk's input embeddings, which the values read with `value_source`
+        `"embedding"` or `"next_embedding"` (required then, ignored for `"layer"`).
 
         Always computed without autocast: the state is the method's own sum, kept in the generator's dtype and summed
         in fp32. Under bf16 autocast the product would be rounded to 8 bits, and the svd normalisation would promote
