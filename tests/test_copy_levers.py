@@ -108,3 +108,19 @@ def test_fact_capability_caches_baselines_per_set(tmp_path, monkeypatch):
     changed = {"a": [{"id": "other"}]}  # changed documents are recomputed; the rest of the cache stays
     assert script.cached_baselines(path, None, None, changed) == {"a": {"n": 1}} and computed == [1, 2, 3, 1]
     assert set(json.loads(path.read_text())["results"]) == {"a", "b", "c"}
+
+
+def test_fact_capability_mixes_needle_subjects():
+    script = load_example_script("fact_capability")
+    args = script.parse(["--name", "x", "--data", "needles", "--needle-subjects", "name, place,name", "--needle-filler",
+                         "0-0"])
+    assert args.needle_subjects == ("name", "place")
+    docs = [script.train_document(i, args) for i in range(40)]
+    kinds = {d["questions"][0]["kind"] for d in docs}
+    assert kinds == {"name", "place"} and all(d["context"].count(".") == 1 for d in docs)
+    default = script.parse(["--name", "x", "--data", "needles"])
+    assert default.needle_subjects == ("word",)  # the word needles of stop 32, unchanged
+    assert script.train_document(3, default) == script.word_needle_document("train", 3, 0)
+    for bad in ("", "word,colour"):
+        with pytest.raises(SystemExit):
+            script.parse(["--name", "x", "--needle-subjects", bad])

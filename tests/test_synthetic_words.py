@@ -17,8 +17,12 @@ from peft_generative.data.synthetic_words import (  # noqa: E402
     FILLER,
     HELD_OUT_RELATIONS,
     KINDS,
+    NAME_NEEDLE_QUESTIONS,
+    NAME_NEEDLE_STATEMENTS,
     NEEDLE_QUESTIONS,
     NEEDLE_STATEMENTS,
+    PLACE_NEEDLE_QUESTIONS,
+    PLACE_NEEDLE_STATEMENTS,
     RELATION,
     RELATIONS,
     held_out_word,
@@ -209,6 +213,41 @@ def test_bare_needles_are_the_same_needles_without_filler():
     for bad in ((2, 1), (-1, 2), (0, len(FILLER) + 1), [0, 0]):
         with pytest.raises(ValueError, match="filler must be"):
             word_needle_document("train", 0, filler=bad)
+
+
+def test_name_and_place_needles_give_a_held_out_value_to_copy():
+    train_words = {w for lists in word_lists().values() for v in lists["train"] for w in words(v)}
+    for subject, statements, questions in (("name", NAME_NEEDLE_STATEMENTS, NAME_NEEDLE_QUESTIONS),
+                                           ("place", PLACE_NEEDLE_STATEMENTS, PLACE_NEEDLE_QUESTIONS)):
+        seen = {}
+        for split in ("train", "test"):
+            values = []
+            for i in range(60):
+                doc = word_needle_document(split, i, subject=subject)
+                assert doc == word_needle_document(split, i, subject=subject)  # deterministic
+                assert doc["id"] == f"{split}-{subject}-needle-{i}"
+                (q,) = doc["questions"]
+                value = q["answers"][0]
+                assert q["type"] == f"needle_{subject}" and q["kind"] == subject
+                sentences = re.split(r"(?<=[.])\s+(?=[A-Z])", doc["context"])
+                assert 5 <= len(sentences) <= 7 and sum(s in FILLER for s in sentences) == len(sentences) - 1
+                assert len(re.findall(rf"(?<![\w-]){re.escape(value)}(?![\w-])", doc["context"])) == 1
+                assert value not in q["question"]
+                reserved = split != "train"  # held-out splits use only the reserved phrasings, training never
+                statement = next(s for s in sentences if s not in FILLER)
+                assert any(template_regex(t).fullmatch(statement) for t in statements[-1:]) == reserved
+                assert any(template_regex(t).fullmatch(q["question"]) for t in questions[-1:]) == reserved
+                bare = word_needle_document(split, i, filler=(0, 0), subject=subject)
+                assert bare["questions"][0]["answers"] == [value]  # the same value to copy, alone
+                assert bare["context"] == statement or split == "train"  # held out: one reserved phrasing
+                values.append(value)
+            seen[split] = set(values)
+            if split == "test":  # every held-out value has a word no training value has
+                assert all(content(v) - train_words for v in values)
+        assert len(seen["train"]) >= 58 and not seen["train"] & seen["test"]
+    assert word_needle_document("test", 0)["id"] == "test-word-needle-0"  # the word needles keep their ids
+    with pytest.raises(ValueError, match="subject must be one of"):
+        word_needle_document("train", 0, subject="colour")
 
 
 def test_word_documents_with_one_entity_ask_relations_without_binding():

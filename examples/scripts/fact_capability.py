@@ -8,9 +8,11 @@ closed-book and context-in-prompt baselines (computed once per `--out` and cache
 generator). `--data facts`: the fact and needle documents of `peft_generative.data.synthetic_facts` (issue 22);
 `--data words`: the open-vocabulary documents of `peft_generative.data.synthetic_words` (answers from open word lists,
 many relations, held-out relations and phrasings); `--data both`: half each; `--data needles`: only the word
-needles (one open-vocabulary word to copy; `--needle-filler 0-0` trains on the needle sentence alone). Whatever the
-training data, the evaluation covers the held-out facts, needles, words, unseen-relation words, word needles and the
-same word needles without filler (`word_needle_bare`: the easiest copy there is).
+needles (one open-vocabulary word to copy; `--needle-filler 0-0` trains on the needle sentence alone;
+`--needle-subjects word,name,place` mixes in needles that give a person's full name or a place). Whatever the
+training data, the evaluation covers the held-out facts, needles, words, unseen-relation words, word needles, the
+same word needles without filler (`word_needle_bare`: the easiest copy there is), one-entity word documents, name
+needles alone and in filler (`name_needle_bare`, `name_needle`) and place needles in filler.
 
     python examples/scripts/fact_capability.py --name wide --token-gate --cpu-budget 640 --out runs/facts
     python examples/scripts/fact_capability.py --name words_kconv --data words --key-conv 3 --cpu-budget 900
@@ -37,7 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from peft_generative import GenerativeAdapterConfig, generator_of
 from peft_generative.data.synthetic_facts import SYLLABLES, fact_document, needle_document
-from peft_generative.data.synthetic_words import word_document, word_needle_document
+from peft_generative.data.synthetic_words import NEEDLE_SUBJECTS, word_document, word_needle_document
 from peft_generative.default_model import load_base_model
 from peft_generative.evaluation.metrics import best_contains, best_exact_match, best_f1
 from peft_generative.loading import shipped_generator_path
@@ -72,6 +74,14 @@ def filler_range(text: str) -> tuple[int, int]:
     if not 0 <= low <= high:
         raise argparse.ArgumentTypeError(f"{text!r}: expected 0 <= MIN <= MAX")
     return low, high
+
+
+def subject_list(text: str) -> tuple[str, ...]:
+    subjects = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not subjects or set(subjects) - set(NEEDLE_SUBJECTS):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(NEEDLE_SUBJECTS)}, "
+                                         f"got {text!r}")
+    return subjects
 
 
 def parse(argv=None):
@@ -115,6 +125,9 @@ def parse(argv=None):
     p.add_argument("--needle-fraction", type=float, default=0.2)
     p.add_argument("--word-entities", type=filler_range, default=None, metavar="MIN-MAX",
                    help="entities per training word document (default: the dataset's 2-5; 1-1: one entity, no binding)")
+    p.add_argument("--needle-subjects", type=subject_list, default=("word",), metavar="word,name,place",
+                   help="what a training word needle asks to copy, drawn per needle (default: word; `name`: a "
+                        "person's first and last name, `place`: a city, region or town)")
     p.add_argument("--needle-filler", type=filler_range, default=(4, 6), metavar="MIN-MAX",
                    help="filler sentences around a training word needle (default 4-6; 0-0: the needle alone)")
     p.add_argument("--cpu-budget", type=float, default=720.0, help="training process CPU seconds")
@@ -184,13 +197,19 @@ def grown(target: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def train_needle(index: int, args) -> dict:
+    subjects = args.needle_subjects
+    subject = subjects[0] if len(subjects) == 1 else random.Random(f"{args.seed}-needle-subject-{index}").choice(subjects)
+    return word_needle_document("train", index, args.seed, filler=args.needle_filler, subject=subject)
+
+
 def train_document(index: int, args) -> dict:
     rng = random.Random(f"{args.seed}-train-mix-{index}")
     if args.data == "needles":
-        return word_needle_document("train", index, args.seed, filler=args.needle_filler)
+        return train_needle(index, args)
     if args.data == "words" or (args.data == "both" and rng.random() < 0.5):
         if rng.random() < args.needle_fraction:
-            return word_needle_document("train", index, args.seed, filler=args.needle_filler)
+            return train_needle(index, args)
         return word_document("train", index, args.seed, entity_count=args.word_entities)
     if rng.random() < args.needle_fraction:
         return needle_document("train", index, args.seed)
@@ -302,7 +321,11 @@ def eval_sets(n: int, seed: int) -> dict[str, list[dict]]:
             "words_unseen": [word_document("test", i, seed, unseen=True) for i in range(n)],
             "word_needle": [word_needle_document("test", i, seed) for i in range(n)],
             "word_needle_bare": [word_needle_document("test", i, seed, filler=(0, 0)) for i in range(n)],
-            "words_one": [word_document("test", i, seed, entity_count=(1, 1)) for i in range(n)]}
+            "words_one": [word_document("test", i, seed, entity_count=(1, 1)) for i in range(n)],
+            "name_needle_bare": [word_needle_document("test", i, seed, filler=(0, 0), subject="name")
+                                 for i in range(n)],
+            "name_needle": [word_needle_document("test", i, seed, subject="name") for i in range(n)],
+            "place_needle": [word_needle_document("test", i, seed, subject="place") for i in range(n)]}
 
 
 def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:
@@ -365,7 +388,8 @@ def main(argv=None):
         print(f"resumed at step {state['step']} ({state['cpu']:.0f} CPU s)", flush=True)
     sets = eval_sets(args.n_eval, args.seed)
     probe_sets = {"facts": sets["facts"][:8], "words": sets["words"][:12], "needle": sets["needle"][:4],
-                  "word_needle_bare": sets["word_needle_bare"][:12], "words_one": sets["words_one"][:12]}
+                  "word_needle_bare": sets["word_needle_bare"][:12], "words_one": sets["words_one"][:12],
+                  "name_needle_bare": sets["name_needle_bare"][:12]}
 
     def probe():
         """Gold NLL with the own / another document's adapter, and gold contained in the own adapter's answers, on

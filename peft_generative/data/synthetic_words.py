@@ -639,27 +639,61 @@ def _render(rng: random.Random, split: str, entities: list, facts: list, unseen:
     return "\n".join(" ".join(p) for p in paragraphs), questions
 
 
-def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple[int, int] = (4, 6)) -> dict:
-    """One word or short phrase (a noun, or a colour and a noun) among `filler` (min, max) filler sentences, and one
-    question for it (type "needle_word", kind "word"); validation/test use held-out words and the reserved phrasings.
-    The word of a given `(split, index, seed)` does not depend on `filler`: `filler=(0, 0)` gives the same needles
-    alone (the easiest copy there is), with ids ending in `-bare`."""
+NEEDLE_SUBJECTS = ("word", "name", "place")
+NEEDLE_ROLES = ("captain", "guest", "author", "teacher", "doctor", "driver", "pilot", "winner", "tenant", "caretaker",
+                "speaker", "coach", "judge", "chef", "landlord", "nurse", "mayor", "witness", "sender", "buyer")
+NAME_NEEDLE_STATEMENTS = ["The {r}'s name is {v}.", "The {r} is called {v}.", "Everyone knows the {r} as {v}.",
+                          "The {r}, as the card says, is {v}."]
+NAME_NEEDLE_QUESTIONS = ["What is the {r}'s name?", "Who is the {r}?", "What is the name of the {r}?",
+                         "What was the {r} called?"]
+PLACE_NEEDLE_STATEMENTS = ["The meeting will take place in {v}.", "The parcel was sent to {v}.",
+                           "The family moved to {v}.", "The letter, as the stamp shows, came from {v}."]
+PLACE_NEEDLE_QUESTIONS = ["Where will the meeting take place?", "Where was the parcel sent?",
+                          "Where did the family move?", "Which place did the letter come from?"]
+
+
+def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple[int, int] = (4, 6),
+                         subject: str = "word") -> dict:
+    """One value to copy among `filler` (min, max) filler sentences, and one question for it; validation/test use
+    held-out values and the reserved phrasings (the last of each list). `subject` says what the value is:
+    "word" (default; a noun, or a colour and a noun; type "needle_word", kind "word"), "name" (a person's first and
+    last name given for a role, "The pilot's name is Ines Calloway."; type "needle_name", kind "name") or "place"
+    (a city, region or town; type "needle_place", kind "place"). The value of a given `(split, index, seed,
+    subject)` does not depend on `filler`: `filler=(0, 0)` gives the same needles alone (the easiest copy there is),
+    with ids ending in `-bare`."""
     _check_split(split)
     if not (isinstance(filler, tuple) and len(filler) == 2 and 0 <= filler[0] <= filler[1] <= len(FILLER)):
         raise ValueError(f"filler must be a (min, max) pair with 0 <= min <= max <= {len(FILLER)}, got {filler!r}.")
-    rng = random.Random(f"{seed}-{split}-word-needle-{index}")
+    if subject not in NEEDLE_SUBJECTS:
+        raise ValueError(f"subject must be one of {NEEDLE_SUBJECTS}, got {subject!r}.")
+    rng = random.Random(f"{seed}-{split}-{subject}-needle-{index}")
     values = _Values(rng, "train" if split == "train" else "held_out")
-    if rng.random() < 0.7:
-        word = values.value("noun")
+    if subject == "name":
+        role, value = rng.choice(NEEDLE_ROLES), values.value("person")
+        statements, questions = [t.replace("{r}", role) for t in NAME_NEEDLE_STATEMENTS], \
+            [t.format(r=role) for t in NAME_NEEDLE_QUESTIONS]
+    elif subject == "place":
+        value = values.value(rng.choice(["city", "region", "town"]))
+        statements, questions = PLACE_NEEDLE_STATEMENTS, PLACE_NEEDLE_QUESTIONS
+    elif rng.random() < 0.7:
+        value, statements, questions = values.value("noun"), NEEDLE_STATEMENTS, NEEDLE_QUESTIONS
     else:
         colours = [c for c in values.lists["colour"] if " " not in c]
-        word = values._fresh(lambda: f"{rng.choice(colours)} {rng.choice(values.lists['noun'])}")
+        value = values._fresh(lambda: f"{rng.choice(colours)} {rng.choice(values.lists['noun'])}")
+        statements, questions = NEEDLE_STATEMENTS, NEEDLE_QUESTIONS
     sentences = rng.sample(FILLER, rng.randint(*filler))
-    sentences.insert(rng.randint(0, len(sentences)), _pick(rng, NEEDLE_STATEMENTS, split).format(v=word))
+    position = rng.randint(0, len(sentences))
+    if subject == "place":  # a place question asks about its own statement
+        pick = rng.randrange(len(statements) - 1) if split == "train" else len(statements) - 1
+        statement, question = statements[pick].format(v=value), questions[pick]
+    else:
+        statement = _pick(rng, statements, split).format(v=value)
+        question = _pick(rng, questions, split)
+    sentences.insert(position, statement)
     suffix = "" if filler == (4, 6) else "-bare" if filler == (0, 0) else f"-filler{filler[0]}to{filler[1]}"
-    return {"id": f"{split}-word-needle-{index}{suffix}", "context": " ".join(sentences),
-            "questions": [{"question": _pick(rng, NEEDLE_QUESTIONS, split), "answers": [word], "type": "needle_word",
-                           "kind": "word"}]}
+    return {"id": f"{split}-{subject}-needle-{index}{suffix}", "context": " ".join(sentences),
+            "questions": [{"question": question, "answers": [value], "type": f"needle_{subject}",
+                           "kind": subject}]}
 
 
 def _counts(documents: list[dict]) -> dict:
