@@ -271,8 +271,9 @@ def test_build_writes_identical_files_twice_and_rejects_bad_arguments(tmp_path):
     paths = build_synthetic_words_dataset(tmp_path / "a", **sizes)
     again = build_synthetic_words_dataset(tmp_path / "b", **sizes)
     assert set(paths) == {"train", "validation.eval", "test.eval", "validation.needle.eval", "test.needle.eval",
-                          "validation.needle_bare.eval", "test.needle_bare.eval", "validation_unseen.eval",
-                          "test_unseen.eval"}
+                          "validation.needle_bare.eval", "test.needle_bare.eval", "validation.name_needle.eval",
+                          "test.name_needle.eval", "validation.place_needle.eval", "test.place_needle.eval",
+                          "validation_unseen.eval", "test_unseen.eval"}
     for key, path in paths.items():
         assert path.read_bytes() == again[key].read_bytes(), key
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
@@ -289,6 +290,15 @@ def test_build_writes_identical_files_twice_and_rejects_bad_arguments(tmp_path):
     from peft_generative.evaluation.knowledge import load_documents
 
     assert len(load_documents(paths["test_unseen.eval"])) == 6  # the knowledge evaluation reads the files
+    assert {q["kind"] for d in load_documents(paths["test.name_needle.eval"]) for q in d["questions"]} == {"name"}
+    assert "needle_subjects" not in manifest  # the default dataset's manifest is unchanged
+    mixed = build_synthetic_words_dataset(tmp_path / "c", **sizes, needle_fraction=0.9,
+                                          needle_subjects=("name", "place"))
+    assert {r["kind"] for r in read_jsonl(mixed["train"]) if "needle" in r["id"]} == {"name", "place"}
+    assert mixed["test.eval"].read_bytes() == paths["test.eval"].read_bytes()  # only the training needles change
+    assert json.loads((tmp_path / "c" / "manifest.json").read_text())["needle_subjects"] == ["name", "place"]
+    with pytest.raises(ValueError, match="needle_subjects must be"):
+        build_synthetic_words_dataset(tmp_path / "d", needle_subjects=("word", "colour"))
     with pytest.raises(ValueError, match="positive"):
         build_synthetic_words_dataset(tmp_path / "d", train_documents=0)
     with pytest.raises(ValueError, match="positive"):
@@ -322,7 +332,14 @@ def test_command_line_builds_the_dataset_and_rejects_bad_flags(tmp_path, capsys)
     assert manifest["needle_filler"] == [0, 0]
     needles = [r for r in read_jsonl(out / "f" / "synthetic_words" / "train.jsonl") if "needle" in r["id"]]
     assert needles and all(r["context"].count(".") == 1 for r in needles)
-    bad = [(["--words-train", "0"], "--words-train must be a positive number"),
+    code = main(["--synthetic_words", "--out", str(out / "s"), "--words-train", "30", "--words-heldout", "2",
+                 "--words-needle-fraction", "0.5", "--words-needle-subjects", "word,name", "--no-progress"])
+    assert code == 0 and json.loads(capsys.readouterr().out)
+    needles = [r for r in read_jsonl(out / "s" / "synthetic_words" / "train.jsonl") if "needle" in r["id"]]
+    assert {r["kind"] for r in needles} == {"word", "name"}
+    bad = [(["--words-needle-subjects", "word,town"], "--words-needle-subjects must be a comma-separated list"),
+           (["--words-needle-subjects", ","], "--words-needle-subjects must be a comma-separated list"),
+           (["--words-train", "0"], "--words-train must be a positive number"),
            (["--words-needle-filler", "3-1"], "--words-needle-filler must be MIN-MAX"),
            (["--words-needle-filler", "0-x"], "expected MIN-MAX"),
            (["--words-heldout", "-2"], "--words-heldout must be a positive number"),

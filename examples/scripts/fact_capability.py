@@ -198,8 +198,8 @@ def grown(target: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
 
 
 def train_needle(index: int, args) -> dict:
-    subjects = args.needle_subjects
-    subject = subjects[0] if len(subjects) == 1 else random.Random(f"{args.seed}-needle-subject-{index}").choice(subjects)
+    subjects, rng = args.needle_subjects, random.Random(f"{args.seed}-needle-subject-{index}")
+    subject = subjects[0] if len(subjects) == 1 else rng.choice(subjects)
     return word_needle_document("train", index, args.seed, filler=args.needle_filler, subject=subject)
 
 

@@ -14,7 +14,7 @@ from .cache import DATA_ENV, SOURCES, DownloadError, data_dir, fetch_all
 
 WORDS = "synthetic_words"  # built here (nothing to download), with its own size options
 WORDS_DEFAULTS = {"words_train": 4000, "words_heldout": 200, "words_needle_fraction": 0.15,
-                  "words_needle_filler": (4, 6)}
+                  "words_needle_filler": (4, 6), "words_needle_subjects": ("word",)}
 
 
 def _filler_range(text: str) -> tuple[int, int]:
@@ -23,6 +23,10 @@ def _filler_range(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected MIN-MAX, e.g. 0-6") from None
     return low, high
+
+
+def _subjects(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--words-needle-filler", type=_filler_range, default=None, metavar="MIN-MAX",
                    help="filler sentences around a synthetic_words training needle (default 4-6; 0-6 also trains on "
                    "needles alone, the easiest copy)")
+    p.add_argument("--words-needle-subjects", type=_subjects, default=None, metavar="word,name,place",
+                   help="what a synthetic_words training needle asks to copy, drawn per needle (default word; name: "
+                   "a person's full name, place: a city, region or town)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -87,8 +94,12 @@ def _words_options(parser: argparse.ArgumentParser, args: argparse.Namespace, bu
     if not 0 <= options["words_needle_fraction"] < 1:
         parser.error(f"--words-needle-fraction must be in [0, 1), got {options['words_needle_fraction']}")
     if build_words:
-        from .synthetic_words import FILLER
+        from .synthetic_words import FILLER, NEEDLE_SUBJECTS
 
+        subjects = options["words_needle_subjects"]
+        if not subjects or set(subjects) - set(NEEDLE_SUBJECTS):
+            parser.error(f"--words-needle-subjects must be a comma-separated list of {', '.join(NEEDLE_SUBJECTS)}, "
+                         f"got {','.join(subjects) or 'nothing'}")
         low, high = options["words_needle_filler"]
         if not 0 <= low <= high <= len(FILLER):
             parser.error(f"--words-needle-filler must be MIN-MAX with 0 <= MIN <= MAX <= {len(FILLER)}, got "
@@ -141,7 +152,8 @@ def _main(argv: list[str] | None = None) -> int:
         results[WORDS] = build_synthetic_words_dataset(
             args.out / WORDS, seed=args.seed, train_documents=words_options["words_train"],
             heldout_documents=words_options["words_heldout"], needle_fraction=words_options["words_needle_fraction"],
-            needle_filler=words_options["words_needle_filler"])
+            needle_filler=words_options["words_needle_filler"],
+            needle_subjects=words_options["words_needle_subjects"])
         logging.getLogger("peft_generative.data.build").info("built %s in %.1fs -> %s", WORDS,
                                                               time.perf_counter() - t0, args.out / WORDS)
     summary = {}

@@ -705,11 +705,14 @@ def _counts(documents: list[dict]) -> dict:
 
 def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, train_documents: int = 4000,
                                   heldout_documents: int = 200, needle_fraction: float = 0.15,
-                                  needle_filler: tuple[int, int] = (4, 6), quiet: bool = False) -> dict[str, Path]:
+                                  needle_filler: tuple[int, int] = (4, 6), needle_subjects: tuple[str, ...] = ("word",),
+                                  quiet: bool = False) -> dict[str, Path]:
     """Write the dataset into `out_dir`; returns `{file key: path}`. `needle_fraction` of the training documents
-    (drawn per document) are needles with `needle_filler` (min, max) filler sentences; validation and test get
-    `heldout_documents` word documents, as many needles (4-6 filler sentences), the same needles alone
-    (`.needle_bare`: the easiest copy there is) and as many documents asking only held-out relations (`_unseen`).
+    (drawn per document) are needles with `needle_filler` (min, max) filler sentences, each asking to copy one of
+    `needle_subjects` (drawn per needle; see `word_needle_document`); validation and test get `heldout_documents`
+    word documents, as many word needles (4-6 filler sentences), the same needles alone (`.needle_bare`: the easiest
+    copy there is), as many name and place needles (`.name_needle`, `.place_needle`) and as many documents asking
+    only held-out relations (`_unseen`).
     (`quiet` is accepted like the other builders'; this one downloads nothing and logs nothing.)"""
     if isinstance(train_documents, bool) or not isinstance(train_documents, int) or train_documents < 1 \
             or isinstance(heldout_documents, bool) or not isinstance(heldout_documents, int) or heldout_documents < 1:
@@ -717,10 +720,20 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
                          f"and {heldout_documents!r}.")
     if not 0 <= needle_fraction < 1:
         raise ValueError(f"needle_fraction must be in [0, 1), got {needle_fraction!r}.")
+    needle_subjects = tuple(needle_subjects)
+    if not needle_subjects or set(needle_subjects) - set(NEEDLE_SUBJECTS):
+        raise ValueError(f"needle_subjects must be a non-empty selection of {NEEDLE_SUBJECTS}, "
+                         f"got {needle_subjects!r}.")
     out = Path(out_dir)
     mix = random.Random(f"{seed}-train-words-mix")
-    train = [word_needle_document("train", i, seed, filler=tuple(needle_filler)) if mix.random() < needle_fraction
-             else word_document("train", i, seed) for i in range(train_documents)]
+    subjects = random.Random(f"{seed}-train-words-needle-subjects")  # drawn only when there is a choice
+
+    def needle(i: int) -> dict:
+        subject = needle_subjects[0] if len(needle_subjects) == 1 else subjects.choice(needle_subjects)
+        return word_needle_document("train", i, seed, filler=tuple(needle_filler), subject=subject)
+
+    train = [needle(i) if mix.random() < needle_fraction else word_document("train", i, seed)
+             for i in range(train_documents)]
     paths = {"train": out / "train.jsonl"}
     write_jsonl(paths["train"], instruction_rows(train, "synthetic_words", kind=True))
     counts = {"train": {**_counts(train), "needles": sum("needle" in d["id"] for d in train)}}
@@ -729,6 +742,10 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
                  ".needle": [word_needle_document(split, i, seed) for i in range(heldout_documents)],
                  ".needle_bare": [word_needle_document(split, i, seed, filler=(0, 0))
                                   for i in range(heldout_documents)],
+                 ".name_needle": [word_needle_document(split, i, seed, subject="name")
+                                  for i in range(heldout_documents)],
+                 ".place_needle": [word_needle_document(split, i, seed, subject="place")
+                                   for i in range(heldout_documents)],
                  "_unseen": [word_document(split, i, seed, unseen=True) for i in range(heldout_documents)]}
         for suffix, documents in files.items():
             key = f"{split}{suffix}.eval"
@@ -739,7 +756,9 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
 
     write_json(out / "manifest.json", {
         "dataset": "synthetic_words", "seed": seed, "needle_fraction": needle_fraction,
-        "needle_filler": list(needle_filler), "faker": version("faker"),
+        "needle_filler": list(needle_filler),
+        **({"needle_subjects": list(needle_subjects)} if needle_subjects != ("word",) else {}),
+        "faker": version("faker"),
         "held_out_relations": sorted(HELD_OUT_RELATIONS), "counts": counts,
         "list_sizes": {name: {side: len(v) for side, v in sides.items()} for name, sides in word_lists().items()},
         "files": {k: v.name for k, v in paths.items()},
