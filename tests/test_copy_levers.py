@@ -124,3 +124,14 @@ def test_fact_capability_mixes_needle_subjects():
     for bad in ("", "word,colour"):
         with pytest.raises(SystemExit):
             script.parse(["--name", "x", "--needle-subjects", bad])
+
+
+def test_fact_capability_evaluates_only_the_sets_asked():
+    script = load_example_script("fact_capability")
+    args = script.parse(["--name", "x", "--eval-sets", "name_needle, place_needle"])
+    sets = script.eval_sets(2, 0, args.eval_sets)
+    assert list(sets) == ["name_needle", "place_needle"]
+    assert {q["kind"] for d in sets["name_needle"] for q in d["questions"]} == {"name"}
+    assert list(script.eval_sets(1, 0)) == list(script.EVAL_SETS)
+    with pytest.raises(SystemExit):
+        script.parse(["--name", "x", "--eval-sets", "words,novels"])

@@ -76,6 +76,13 @@ def filler_range(text: str) -> tuple[int, int]:
     return low, high
 
 
+def set_list(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not names or set(names) - set(EVAL_SETS):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(EVAL_SETS)}, got {text!r}")
+    return names
+
+
 def subject_list(text: str) -> tuple[str, ...]:
     subjects = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
     if not subjects or set(subjects) - set(NEEDLE_SUBJECTS):
@@ -134,6 +141,8 @@ def parse(argv=None):
     p.add_argument("--probe-every", type=int, default=40)
     p.add_argument("--save-every", type=int, default=10)
     p.add_argument("--n-eval", type=int, default=40, help="held-out fact documents (and as many needles)")
+    p.add_argument("--eval-sets", type=set_list, default=None, metavar="SET,SET",
+                   help=f"evaluate (and probe) only these held-out sets (default all: {', '.join(EVAL_SETS)})")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -313,9 +322,13 @@ def baselines(model, tok, docs):
         return {tag: score(generate(model, tok, p, max_new_tokens=24), questions) for tag, p in prompts.items()}
 
 
-def eval_sets(n: int, seed: int) -> dict[str, list[dict]]:
-    """The held-out documents every run is measured on, whatever it was trained on."""
-    return {"facts": [fact_document("test", i, seed) for i in range(n)],
+EVAL_SETS = ("facts", "needle", "words", "words_unseen", "word_needle", "word_needle_bare", "words_one",
+             "name_needle_bare", "name_needle", "place_needle")
+
+
+def eval_sets(n: int, seed: int, names: tuple[str, ...] = EVAL_SETS) -> dict[str, list[dict]]:
+    """The held-out documents every run is measured on, whatever it was trained on (`names`: only these)."""
+    sets = {"facts": [fact_document("test", i, seed) for i in range(n)],
             "needle": [needle_document("test", i, seed) for i in range(n)],
             "words": [word_document("test", i, seed) for i in range(n)],
             "words_unseen": [word_document("test", i, seed, unseen=True) for i in range(n)],
@@ -326,6 +339,7 @@ def eval_sets(n: int, seed: int) -> dict[str, list[dict]]:
                                  for i in range(n)],
             "name_needle": [word_needle_document("test", i, seed, subject="name") for i in range(n)],
             "place_needle": [word_needle_document("test", i, seed, subject="place") for i in range(n)]}
+    return {name: sets[name] for name in names}
 
 
 def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:
@@ -386,10 +400,9 @@ def main(argv=None):
     if (run / "checkpoint.safetensors").exists():
         state = restore(run, model, optimizer)
         print(f"resumed at step {state['step']} ({state['cpu']:.0f} CPU s)", flush=True)
-    sets = eval_sets(args.n_eval, args.seed)
-    probe_sets = {"facts": sets["facts"][:8], "words": sets["words"][:12], "needle": sets["needle"][:4],
-                  "word_needle_bare": sets["word_needle_bare"][:12], "words_one": sets["words_one"][:12],
-                  "name_needle_bare": sets["name_needle_bare"][:12]}
+    sets = eval_sets(args.n_eval, args.seed, args.eval_sets or EVAL_SETS)
+    probe_sizes = {"facts": 8, "words": 12, "needle": 4, "word_needle_bare": 12, "words_one": 12, "name_needle_bare": 12}
+    probe_sets = {name: sets[name][:size] for name, size in probe_sizes.items() if name in sets}
 
     def probe():
         """Gold NLL with the own / another document's adapter, and gold contained in the own adapter's answers, on
