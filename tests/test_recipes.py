@@ -268,3 +268,10 @@ def test_facts_replay_mixture_takes_word_and_prose_documents(tmp_path):
     assert all(a["content"] in r["context"] for r in words + prose for a in r["messages"][1::2])
     with pytest.raises(ValueError, match="only 3 prose"):
         script.build(tmp_path, tmp_path / "bad.jsonl", prose=4)
+    build_synthetic_words_dataset(tmp_path / "names", train_documents=6, heldout_documents=1, needle_fraction=0.9,
+                                  needle_subjects=("name",))
+    script.build(tmp_path, tmp_path / "names.jsonl", text_documents=1, words=5, words_data=tmp_path / "names")
+    names = [r for r in read_jsonl(tmp_path / "names.jsonl") if r["task"] == "synthetic_words"]
+    source = list(read_jsonl(tmp_path / "names" / "train.jsonl"))
+    assert len(names) == 5 and {r["context"] for r in names} <= {r["context"] for r in source}  # the other folder's
+    assert any(r["context"] in {s["context"] for s in source if s["kind"] == "name"} for r in names)

@@ -8,7 +8,7 @@ generator also learns to keep facts apart in longer contexts. `--articles N` add
 several values of each type; `python -m peft_generative.data --synthetic_articles`), all their questions in one row;
 `--facts N` keeps only the first N fact documents. `--words N` and `--prose N` add N documents of the
 open-vocabulary words (`--synthetic_words`) and N real passages with cloze recall questions (`--prose_recall`), all
-their questions in one row each (issue 32). Shuffled with a fixed seed; only training splits are read.
+their questions in one row each (issue 32; `--words-data DIR`: another synthetic_words folder). Shuffled with a fixed seed; only training splits are read.
 
     python examples/scripts/facts_replay_mixture.py --data data --out data/sft/train_facts_replay.jsonl
 """
@@ -61,12 +61,13 @@ EXTRA_SOURCES = {"articles": "synthetic_articles", "words": "synthetic_words", "
 
 
 def build(data: Path, out: Path, text_documents: int = 600, seed: int = 0, grouped: int = 0,
-          max_group: int = 8, articles: int = 0, facts: int | None = None, words: int = 0, prose: int = 0) -> dict:
+          max_group: int = 8, articles: int = 0, facts: int | None = None, words: int = 0, prose: int = 0,
+          words_data: Path | None = None) -> dict:
     facts = fact_rows(data / "synthetic_facts" / "train.jsonl")[:facts]
     extra = {}
     for option, count in (("articles", articles), ("words", words), ("prose", prose)):
         if count:
-            folder = data / EXTRA_SOURCES[option]
+            folder = words_data if option == "words" and words_data else data / EXTRA_SOURCES[option]
             extra[option] = fact_rows(folder / "train.jsonl")[:count]
             if len(extra[option]) < count:
                 raise ValueError(f"--{option} {count}: {folder} has only {len(extra[option])} {option} documents.")
@@ -93,10 +94,13 @@ def main(argv=None) -> None:
     parser.add_argument("--facts", type=int, default=None, help="keep only the first N fact documents (default all)")
     parser.add_argument("--words", type=int, default=0, help="open-vocabulary word documents (default 0)")
     parser.add_argument("--prose", type=int, default=0, help="real passages with cloze recall questions (default 0)")
+    parser.add_argument("--words-data", type=Path, default=None, metavar="DIR",
+                        help="read the word documents from this synthetic_words folder instead of DATA/synthetic_words "
+                        "(e.g. one built with --words-needle-subjects word,name,place)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(build(args.data, args.out, args.text_documents, args.seed, args.grouped, args.max_group, args.articles,
-                args.facts, args.words, args.prose))
+                args.facts, args.words, args.prose, args.words_data))
 
 
 if __name__ == "__main__":
