@@ -401,7 +401,8 @@ def main(argv=None):
         state = restore(run, model, optimizer)
         print(f"resumed at step {state['step']} ({state['cpu']:.0f} CPU s)", flush=True)
     sets = eval_sets(args.n_eval, args.seed, args.eval_sets or EVAL_SETS)
-    probe_sizes = {"facts": 8, "words": 12, "needle": 4, "word_needle_bare": 12, "words_one": 12, "name_needle_bare": 12}
+    probe_sizes = {"facts": 8, "words": 12, "needle": 4, "word_needle_bare": 12, "words_one": 12,
+                   "name_needle_bare": 12}
     probe_sets = {name: sets[name][:size] for name, size in probe_sizes.items() if name in sets}
 
     def probe():

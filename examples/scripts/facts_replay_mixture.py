@@ -8,7 +8,8 @@ generator also learns to keep facts apart in longer contexts. `--articles N` add
 several values of each type; `python -m peft_generative.data --synthetic_articles`), all their questions in one row;
 `--facts N` keeps only the first N fact documents. `--words N` and `--prose N` add N documents of the
 open-vocabulary words (`--synthetic_words`) and N real passages with cloze recall questions (`--prose_recall`), all
-their questions in one row each (issue 32; `--words-data DIR`: another synthetic_words folder). Shuffled with a fixed seed; only training splits are read.
+their questions in one row each (issue 32; `--words-data DIR`: another synthetic_words folder). Shuffled with a
+fixed seed; only training splits are read.
 
     python examples/scripts/facts_replay_mixture.py --data data --out data/sft/train_facts_replay.jsonl
 """

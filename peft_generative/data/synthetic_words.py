@@ -657,7 +657,7 @@ def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple
     """One value to copy among `filler` (min, max) filler sentences, and one question for it; validation/test use
     held-out values and the reserved phrasings (the last of each list). `subject` says what the value is:
     "word" (default; a noun, or a colour and a noun; type "needle_word", kind "word"), "name" (a person's first and
-    last name given for a role, "The pilot's name is Ines Calloway."; type "needle_name", kind "name") or "place"
+    last name given for a role, "The pilot's name is Maura Kilbride."; type "needle_name", kind "name") or "place"
     (a city, region or town; type "needle_place", kind "place"). The value of a given `(split, index, seed,
     subject)` does not depend on `filler`: `filler=(0, 0)` gives the same needles alone (the easiest copy there is),
     with ids ending in `-bare`."""
