@@ -76,19 +76,18 @@ def filler_range(text: str) -> tuple[int, int]:
     return low, high
 
 
-def set_list(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
-    if not names or set(names) - set(EVAL_SETS):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(EVAL_SETS)}, got {text!r}")
-    return names
+EVAL_SETS = ("facts", "needle", "words", "words_unseen", "word_needle", "word_needle_bare", "words_one",
+             "name_needle_bare", "name_needle", "place_needle")
 
 
-def subject_list(text: str) -> tuple[str, ...]:
-    subjects = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
-    if not subjects or set(subjects) - set(NEEDLE_SUBJECTS):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(NEEDLE_SUBJECTS)}, "
-                                         f"got {text!r}")
-    return subjects
+def choices(allowed: tuple[str, ...]):
+    """An argparse type: a comma-separated list of names from `allowed`, repeats dropped."""
+    def parse_list(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+        if not names or set(names) - set(allowed):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(allowed)}, got {text!r}")
+        return names
+    return parse_list
 
 
 def parse(argv=None):
@@ -132,7 +131,7 @@ def parse(argv=None):
     p.add_argument("--needle-fraction", type=float, default=0.2)
     p.add_argument("--word-entities", type=filler_range, default=None, metavar="MIN-MAX",
                    help="entities per training word document (default: the dataset's 2-5; 1-1: one entity, no binding)")
-    p.add_argument("--needle-subjects", type=subject_list, default=("word",), metavar="word,name,place",
+    p.add_argument("--needle-subjects", type=choices(NEEDLE_SUBJECTS), default=("word",), metavar="word,name,place",
                    help="what a training word needle asks to copy, drawn per needle (default: word; `name`: a "
                         "person's first and last name, `place`: a city, region or town)")
     p.add_argument("--needle-filler", type=filler_range, default=(4, 6), metavar="MIN-MAX",
@@ -141,7 +140,7 @@ def parse(argv=None):
     p.add_argument("--probe-every", type=int, default=40)
     p.add_argument("--save-every", type=int, default=10)
     p.add_argument("--n-eval", type=int, default=40, help="held-out fact documents (and as many needles)")
-    p.add_argument("--eval-sets", type=set_list, default=None, metavar="SET,SET",
+    p.add_argument("--eval-sets", type=choices(EVAL_SETS), default=None, metavar="SET,SET",
                    help=f"evaluate (and probe) only these held-out sets (default all: {', '.join(EVAL_SETS)})")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -322,24 +321,19 @@ def baselines(model, tok, docs):
         return {tag: score(generate(model, tok, p, max_new_tokens=24), questions) for tag, p in prompts.items()}
 
 
-EVAL_SETS = ("facts", "needle", "words", "words_unseen", "word_needle", "word_needle_bare", "words_one",
-             "name_needle_bare", "name_needle", "place_needle")
-
-
 def eval_sets(n: int, seed: int, names: tuple[str, ...] = EVAL_SETS) -> dict[str, list[dict]]:
     """The held-out documents every run is measured on, whatever it was trained on (`names`: only these)."""
-    sets = {"facts": [fact_document("test", i, seed) for i in range(n)],
-            "needle": [needle_document("test", i, seed) for i in range(n)],
-            "words": [word_document("test", i, seed) for i in range(n)],
-            "words_unseen": [word_document("test", i, seed, unseen=True) for i in range(n)],
-            "word_needle": [word_needle_document("test", i, seed) for i in range(n)],
-            "word_needle_bare": [word_needle_document("test", i, seed, filler=(0, 0)) for i in range(n)],
-            "words_one": [word_document("test", i, seed, entity_count=(1, 1)) for i in range(n)],
-            "name_needle_bare": [word_needle_document("test", i, seed, filler=(0, 0), subject="name")
-                                 for i in range(n)],
-            "name_needle": [word_needle_document("test", i, seed, subject="name") for i in range(n)],
-            "place_needle": [word_needle_document("test", i, seed, subject="place") for i in range(n)]}
-    return {name: sets[name] for name in names}
+    documents = {"facts": lambda i: fact_document("test", i, seed),
+                 "needle": lambda i: needle_document("test", i, seed),
+                 "words": lambda i: word_document("test", i, seed),
+                 "words_unseen": lambda i: word_document("test", i, seed, unseen=True),
+                 "word_needle": lambda i: word_needle_document("test", i, seed),
+                 "word_needle_bare": lambda i: word_needle_document("test", i, seed, filler=(0, 0)),
+                 "words_one": lambda i: word_document("test", i, seed, entity_count=(1, 1)),
+                 "name_needle_bare": lambda i: word_needle_document("test", i, seed, filler=(0, 0), subject="name"),
+                 "name_needle": lambda i: word_needle_document("test", i, seed, subject="name"),
+                 "place_needle": lambda i: word_needle_document("test", i, seed, subject="place")}
+    return {name: [documents[name](i) for i in range(n)] for name in names}  # only the sets asked are built
 
 
 def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:

@@ -650,6 +650,9 @@ PLACE_NEEDLE_STATEMENTS = ["The meeting will take place in {v}.", "The parcel wa
                            "The family moved to {v}.", "The letter, as the stamp shows, came from {v}."]
 PLACE_NEEDLE_QUESTIONS = ["Where will the meeting take place?", "Where was the parcel sent?",
                           "Where did the family move?", "Which place did the letter come from?"]
+NEEDLE_TEMPLATES = {"word": (NEEDLE_STATEMENTS, NEEDLE_QUESTIONS),  # {v}: the value; {r}: the role of a name
+                    "name": (NAME_NEEDLE_STATEMENTS, NAME_NEEDLE_QUESTIONS),
+                    "place": (PLACE_NEEDLE_STATEMENTS, PLACE_NEEDLE_QUESTIONS)}
 
 
 def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple[int, int] = (4, 6),
@@ -668,31 +671,28 @@ def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple
         raise ValueError(f"subject must be one of {NEEDLE_SUBJECTS}, got {subject!r}.")
     rng = random.Random(f"{seed}-{split}-{subject}-needle-{index}")
     values = _Values(rng, "train" if split == "train" else "held_out")
+    role = rng.choice(NEEDLE_ROLES) if subject == "name" else ""
     if subject == "name":
-        role, value = rng.choice(NEEDLE_ROLES), values.value("person")
-        statements, questions = [t.replace("{r}", role) for t in NAME_NEEDLE_STATEMENTS], \
-            [t.format(r=role) for t in NAME_NEEDLE_QUESTIONS]
+        value = values.value("person")
     elif subject == "place":
         value = values.value(rng.choice(["city", "region", "town"]))
-        statements, questions = PLACE_NEEDLE_STATEMENTS, PLACE_NEEDLE_QUESTIONS
     elif rng.random() < 0.7:
-        value, statements, questions = values.value("noun"), NEEDLE_STATEMENTS, NEEDLE_QUESTIONS
+        value = values.value("noun")
     else:
         colours = [c for c in values.lists["colour"] if " " not in c]
         value = values._fresh(lambda: f"{rng.choice(colours)} {rng.choice(values.lists['noun'])}")
-        statements, questions = NEEDLE_STATEMENTS, NEEDLE_QUESTIONS
+    statements, questions = NEEDLE_TEMPLATES[subject]
     sentences = rng.sample(FILLER, rng.randint(*filler))
     position = rng.randint(0, len(sentences))
     if subject == "place":  # a place question asks about its own statement
         pick = rng.randrange(len(statements) - 1) if split == "train" else len(statements) - 1
-        statement, question = statements[pick].format(v=value), questions[pick]
+        statement, question = statements[pick], questions[pick]
     else:
-        statement = _pick(rng, statements, split).format(v=value)
-        question = _pick(rng, questions, split)
-    sentences.insert(position, statement)
+        statement, question = _pick(rng, statements, split), _pick(rng, questions, split)
+    sentences.insert(position, statement.format(v=value, r=role))
     suffix = "" if filler == (4, 6) else "-bare" if filler == (0, 0) else f"-filler{filler[0]}to{filler[1]}"
     return {"id": f"{split}-{subject}-needle-{index}{suffix}", "context": " ".join(sentences),
-            "questions": [{"question": question, "answers": [value], "type": f"needle_{subject}",
+            "questions": [{"question": question.format(r=role), "answers": [value], "type": f"needle_{subject}",
                            "kind": subject}]}
 
 
