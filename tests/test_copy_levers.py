@@ -135,3 +135,47 @@ def test_fact_capability_evaluates_only_the_sets_asked():
     assert list(script.eval_sets(1, 0)) == list(script.EVAL_SETS)
     with pytest.raises(SystemExit):
         script.parse(["--name", "x", "--eval-sets", "words,novels"])
+
+
+def test_fact_capability_trains_and_evaluates_the_lookup_on_several_needles():
+    script = load_example_script("fact_capability")
+    args = script.parse(["--name", "x", "--data", "needles", "--needle-subjects", "name,place", "--needles-per-doc",
+                         "3-3", "--needle-filler", "0-0"])
+    docs = [script.train_document(i, args) for i in range(20)]
+    assert all(len(d["questions"]) == 3 and d["context"].count(".") == 3 for d in docs)
+    assert {q["kind"] for d in docs for q in d["questions"]} == {"name", "place"}
+    held_out = script.eval_sets(4, 0, ("multi_needle",))["multi_needle"]
+    assert all(2 <= len(d["questions"]) <= 4 for d in held_out)
+    with pytest.raises(SystemExit):  # one word needle is all a document can tell apart
+        script.parse(["--name", "x", "--needle-subjects", "word", "--needles-per-doc", "2-2"])
+
+
+def test_fact_capability_decays_the_learning_rate_over_the_last_cpu_seconds():
+    script = load_example_script("fact_capability")
+    assert script.decay_factor(100.0, None, 900.0) == 1.0  # default: constant
+    assert script.decay_factor(500.0, 500.0, 900.0) == 1.0
+    assert script.decay_factor(700.0, 500.0, 900.0) == pytest.approx(0.5)
+    assert script.decay_factor(950.0, 500.0, 900.0) == 0.0  # a step that overran the budget never goes negative
+    assert script.parse(["--name", "x", "--cpu-budget", "900", "--decay-from", "600"]).decay_from == 600.0
+    for bad in ("900", "-1"):
+        with pytest.raises(SystemExit):
+            script.parse(["--name", "x", "--cpu-budget", "900", "--decay-from", bad])
+
+
+def test_fact_capability_trains_on_value_first_statements():
+    script = load_example_script("fact_capability")
+    args = script.parse(["--name", "x", "--data", "words", "--needle-fraction", "0", "--value-first", "1"])
+    default = script.parse(["--name", "x", "--data", "words", "--needle-fraction", "0"])
+    turned = [script.train_document(i, args) for i in range(10)]
+    plain = [script.train_document(i, default) for i in range(10)]
+    assert all(d["id"].endswith("-vf1") for d in turned)
+    answers = [[q["answers"] for q in d["questions"]] for d in plain]
+    assert [[q["answers"] for q in d["questions"]] for d in turned] == answers
+
+    def value_first(docs):
+        return sum(f"{q['answers'][0]} is " in d["context"] or f"{q['answers'][0]} was " in d["context"]
+                   for d in docs for q in d["questions"])
+
+    assert value_first(turned) > value_first(plain) + 5
+    with pytest.raises(SystemExit):
+        script.parse(["--name", "x", "--value-first", "1.5"])

@@ -26,6 +26,7 @@ from peft_generative.data.synthetic_words import (  # noqa: E402
     RELATION,
     RELATIONS,
     held_out_word,
+    multi_needle_document,
     neutral_words,
     word_document,
     word_lists,
@@ -250,6 +251,39 @@ def test_name_and_place_needles_give_a_held_out_value_to_copy():
         word_needle_document("train", 0, subject="colour")
 
 
+def test_multi_needle_documents_ask_every_needle_and_each_question_finds_one():
+    templates = {"word": (NEEDLE_STATEMENTS, NEEDLE_QUESTIONS), "name": (NAME_NEEDLE_STATEMENTS, NAME_NEEDLE_QUESTIONS),
+                 "place": (PLACE_NEEDLE_STATEMENTS, PLACE_NEEDLE_QUESTIONS)}
+    for split in ("train", "test"):
+        counts = Counter()
+        for i in range(60):
+            doc = multi_needle_document(split, i)
+            assert doc == multi_needle_document(split, i)  # deterministic
+            sentences = re.split(r"(?<=[.])\s+(?=[A-Z])", doc["context"])
+            statements = [s for s in sentences if s not in FILLER]
+            assert 2 <= len(doc["questions"]) == len(statements) <= 4 and 4 <= len(sentences) - len(statements) <= 6
+            kinds = Counter(q["kind"] for q in doc["questions"])
+            assert kinds["word"] <= 1 and kinds["place"] <= (3 if split == "train" else 1)
+            assert len(set(q["question"] for q in doc["questions"])) == len(doc["questions"])  # each asks its own
+            reserved = split != "train"
+            for q in doc["questions"]:
+                (value,) = q["answers"]
+                assert len(re.findall(rf"(?<![\w-]){re.escape(value)}(?![\w-])", doc["context"])) == 1
+                statement = next(s for s in statements if value in s)
+                questions = templates[q["kind"]][1]
+                assert any(template_regex(t).fullmatch(q["question"]) for t in questions[-1:]) == reserved
+                statement_templates = templates[q["kind"]][0]
+                assert any(template_regex(t).fullmatch(statement) for t in statement_templates[-1:]) == reserved
+            counts.update(kinds)
+        assert set(counts) == {"word", "name", "place"}
+    names = multi_needle_document("train", 0, needles=(3, 3), filler=(0, 0), subjects=("name",))
+    assert [q["kind"] for q in names["questions"]] == ["name"] * 3 and names["context"].count(".") == 3
+    for bad in ({"needles": (2, 2), "subjects": ("word",)}, {"needles": (0, 2)}, {"filler": (0, 99)},
+                {"subjects": ("colour",)}, {"needles": (3, 3), "subjects": ("word", "place")}):
+        with pytest.raises(ValueError):
+            multi_needle_document("test", 0, **bad)
+
+
 def test_word_documents_with_one_entity_ask_relations_without_binding():
     default = word_document("test", 5)
     assert word_document("test", 5, entity_count=None) == default  # the default documents are unchanged
@@ -273,7 +307,8 @@ def test_build_writes_identical_files_twice_and_rejects_bad_arguments(tmp_path):
     assert set(paths) == {"train", "validation.eval", "test.eval", "validation.needle.eval", "test.needle.eval",
                           "validation.needle_bare.eval", "test.needle_bare.eval", "validation.name_needle.eval",
                           "test.name_needle.eval", "validation.place_needle.eval", "test.place_needle.eval",
-                          "validation_unseen.eval", "test_unseen.eval"}
+                          "validation.multi_needle.eval", "test.multi_needle.eval", "validation_unseen.eval",
+                          "test_unseen.eval"}
     for key, path in paths.items():
         assert path.read_bytes() == again[key].read_bytes(), key
     assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
@@ -297,6 +332,22 @@ def test_build_writes_identical_files_twice_and_rejects_bad_arguments(tmp_path):
     assert {r["kind"] for r in read_jsonl(mixed["train"]) if "needle" in r["id"]} == {"name", "place"}
     assert mixed["test.eval"].read_bytes() == paths["test.eval"].read_bytes()  # only the training needles change
     assert json.loads((tmp_path / "c" / "manifest.json").read_text())["needle_subjects"] == ["name", "place"]
+    assert {len(d["questions"]) for d in load_documents(paths["test.multi_needle.eval"])} <= {2, 3, 4}
+    multi = build_synthetic_words_dataset(tmp_path / "m", **sizes, needle_fraction=0.9, needles_per_doc=(2, 3),
+                                          needle_subjects=("name", "place"))
+    needles = [r for r in read_jsonl(multi["train"]) if "needle" in r["id"]]
+    assert {r["kind"] for r in needles} == {"name", "place"} and len(needles) > len({r["id"] for r in needles})
+    assert multi["test.multi_needle.eval"].read_bytes() == paths["test.multi_needle.eval"].read_bytes()
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["needles_per_doc"] == [2, 3]
+    turned = build_synthetic_words_dataset(tmp_path / "v", **sizes, value_first=1.0)
+    assert turned["test.eval"].read_bytes() == paths["test.eval"].read_bytes()  # held-out files never change
+    assert all(r["id"].endswith("-vf1") for r in read_jsonl(turned["train"]) if "needle" not in r["id"])
+    assert json.loads((tmp_path / "v" / "manifest.json").read_text())["value_first"] == 1.0
+    with pytest.raises(ValueError, match="value_first must be a share"):
+        build_synthetic_words_dataset(tmp_path / "d", value_first=2)
+    with pytest.raises(ValueError, match="needles must be"):  # two word needles could not be told apart
+        build_synthetic_words_dataset(tmp_path / "d", needles_per_doc=(2, 2))
+    assert not (tmp_path / "d").exists()
     with pytest.raises(ValueError, match="needle_subjects must be"):
         build_synthetic_words_dataset(tmp_path / "d", needle_subjects=("word", "colour"))
     with pytest.raises(ValueError, match="positive"):
@@ -337,13 +388,21 @@ def test_command_line_builds_the_dataset_and_rejects_bad_flags(tmp_path, capsys)
     assert code == 0 and json.loads(capsys.readouterr().out)
     needles = [r for r in read_jsonl(out / "s" / "synthetic_words" / "train.jsonl") if "needle" in r["id"]]
     assert {r["kind"] for r in needles} == {"word", "name"}
-    bad = [(["--words-needle-subjects", "word,town"], "--words-needle-subjects must be a comma-separated list"),
+    code = main(["--synthetic_words", "--out", str(out / "m"), "--words-train", "30", "--words-heldout", "2",
+                 "--words-needle-fraction", "0.5", "--words-needles-per-doc", "2-4", "--words-needle-subjects",
+                 "word,name,place", "--no-progress"])
+    assert code == 0 and json.loads(capsys.readouterr().out)
+    assert json.loads((out / "m" / "synthetic_words" / "manifest.json").read_text())["needles_per_doc"] == [2, 4]
+    bad = [(["--words-needles-per-doc", "2-3"], "--words-needles-per-doc: needles must be"),
+           (["--words-needles-per-doc", "2"], "expected MIN-MAX"),
+           (["--words-needle-subjects", "word,town"], "--words-needle-subjects must be a comma-separated list"),
            (["--words-needle-subjects", ","], "--words-needle-subjects must be a comma-separated list"),
            (["--words-train", "0"], "--words-train must be a positive number"),
            (["--words-needle-filler", "3-1"], "--words-needle-filler must be MIN-MAX"),
            (["--words-needle-filler", "0-x"], "expected MIN-MAX"),
            (["--words-heldout", "-2"], "--words-heldout must be a positive number"),
            (["--words-needle-fraction", "1.5"], r"--words-needle-fraction must be in \[0, 1\)"),
+           (["--words-value-first", "-0.1"], r"--words-value-first must be in \[0, 1\]"),
            (["--words-train", "abc"], "invalid int value")]
     for extra, message in bad:
         with pytest.raises(SystemExit) as e:
@@ -353,3 +412,27 @@ def test_command_line_builds_the_dataset_and_rejects_bad_flags(tmp_path, capsys)
         main(["--synthetic_facts", "--out", str(tmp_path / "x"), "--words-train", "5"])
     assert e.value.code == 2 and "only apply to --synthetic_words" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_value_first_statements_turn_only_training_phrasings_of_the_form_what_is_value():
+    from peft_generative.data.synthetic_words import RELATION, value_first_phrasing
+
+    assert value_first_phrasing("{e}'s spouse is {v}.") == "{v} is {e}'s spouse."
+    assert value_first_phrasing("The captain of {e} is {v}.") == "{v} is the captain of {e}."
+    assert value_first_phrasing("The year {e} was born was {v}.") == "{v} was the year {e} was born."
+    for template in ("{e} is married to {v}.", "{e}'s dream job is to be {a} {v}.", "By trade, {e} is {a} {v}."):
+        assert value_first_phrasing(template) is None
+    assert any(value_first_phrasing(t) for t in RELATION["spouse"].statements[:-1])
+    documents = [word_document("train", i, value_first=1.0) for i in range(40)]
+    plain = [word_document("train", i) for i in range(40)]
+    assert word_document("train", 7, value_first=0.0) == plain[7]  # 0 draws nothing: the documents of before
+    first = sum(d["context"].count(f"{q['answers'][0]} is ") + d["context"].count(f"{q['answers'][0]} was ")
+                for d in documents for q in d["questions"])
+    assert first > 10
+    for d in documents:  # every answer still once in its context, never in its question
+        for q in d["questions"]:
+            assert d["context"].count(q["answers"][0]) == 1 and q["answers"][0] not in q["question"]
+    with pytest.raises(ValueError, match="for training documents"):
+        word_document("test", 0, value_first=0.5)
+    with pytest.raises(ValueError, match="share in"):
+        word_document("train", 0, value_first=1.5)

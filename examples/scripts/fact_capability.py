@@ -9,10 +9,12 @@ generator). `--data facts`: the fact and needle documents of `peft_generative.da
 `--data words`: the open-vocabulary documents of `peft_generative.data.synthetic_words` (answers from open word lists,
 many relations, held-out relations and phrasings); `--data both`: half each; `--data needles`: only the word
 needles (one open-vocabulary word to copy; `--needle-filler 0-0` trains on the needle sentence alone;
-`--needle-subjects word,name,place` mixes in needles that give a person's full name or a place). Whatever the
-training data, the evaluation covers the held-out facts, needles, words, unseen-relation words, word needles, the
-same word needles without filler (`word_needle_bare`: the easiest copy there is), one-entity word documents, name
-needles alone and in filler (`name_needle_bare`, `name_needle`) and place needles in filler.
+`--needle-subjects word,name,place` mixes in needles that give a person's full name or a place;
+`--needles-per-doc 2-4` puts several in one document and asks every one, so the question must find its needle: the
+lookup). Whatever the training data, the evaluation covers the held-out facts, needles, words, unseen-relation words,
+word needles, the same word needles without filler (`word_needle_bare`: the easiest copy there is), one-entity word
+documents, name needles alone and in filler (`name_needle_bare`, `name_needle`), place needles in filler and
+documents of 2-4 name, place and word needles (`multi_needle`).
 
     python examples/scripts/fact_capability.py --name wide --token-gate --cpu-budget 640 --out runs/facts
     python examples/scripts/fact_capability.py --name words_kconv --data words --key-conv 3 --cpu-budget 900
@@ -39,7 +41,8 @@ from safetensors.torch import load_file, save_file
 
 from peft_generative import GenerativeAdapterConfig, generator_of
 from peft_generative.data.synthetic_facts import SYLLABLES, fact_document, needle_document
-from peft_generative.data.synthetic_words import NEEDLE_SUBJECTS, word_document, word_needle_document
+from peft_generative.data.synthetic_words import (NEEDLE_SUBJECTS, multi_needle_document, word_document,
+                                                  word_needle_document)
 from peft_generative.default_model import load_base_model
 from peft_generative.evaluation.metrics import best_contains, best_exact_match, best_f1
 from peft_generative.loading import shipped_generator_path
@@ -62,22 +65,23 @@ def layer_list(text: str) -> list[int]:
     return layers
 
 
-ARCHITECTURE = ("token_gate", "key_conv", "value_lookahead", "value_source")  # taken from the --init generator
+# taken from the --init generator
+ARCHITECTURE = ("token_gate", "key_conv", "value_lookahead", "key_lookahead", "value_source")
 
 
-def filler_range(text: str) -> tuple[int, int]:
+def count_range(text: str) -> tuple[int, int]:
     """'0-2' -> (0, 2)."""
     try:
         low, high = (int(x) for x in text.split("-"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected 'MIN-MAX' (filler sentences)") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'MIN-MAX'") from None
     if not 0 <= low <= high:
         raise argparse.ArgumentTypeError(f"{text!r}: expected 0 <= MIN <= MAX")
     return low, high
 
 
 EVAL_SETS = ("facts", "needle", "words", "words_unseen", "word_needle", "word_needle_bare", "words_one",
-             "name_needle_bare", "name_needle", "place_needle")
+             "name_needle_bare", "name_needle", "place_needle", "multi_needle")
 
 
 def choices(allowed: tuple[str, ...]):
@@ -109,6 +113,9 @@ def parse(argv=None):
                    help="GenerativeAdapterConfig(key_conv=N) (default: the --init generator's, 0 when fresh)")
     p.add_argument("--value-lookahead", type=int, default=None,
                    help="GenerativeAdapterConfig(value_lookahead=N) (default: the --init generator's, 0 when fresh)")
+    p.add_argument("--key-lookahead", type=int, default=None,
+                   help="GenerativeAdapterConfig(key_lookahead=N): keys also read the N later hidden states (default: "
+                        "the --init generator's, 0 when fresh)")
     p.add_argument("--value-source", choices=["layer", "embedding", "next_embedding"], default=None,
                    help="GenerativeAdapterConfig(value_source=...): values from the layer or the token embeddings")
     p.add_argument("--reset-values", action="store_true",
@@ -129,14 +136,23 @@ def parse(argv=None):
     p.add_argument("--train-names", choices=["wide", "narrow"], default="wide",
                    help="training names from the wide syllable inventory (default) or the first, narrow one")
     p.add_argument("--needle-fraction", type=float, default=0.2)
-    p.add_argument("--word-entities", type=filler_range, default=None, metavar="MIN-MAX",
+    p.add_argument("--word-entities", type=count_range, default=None, metavar="MIN-MAX",
                    help="entities per training word document (default: the dataset's 2-5; 1-1: one entity, no binding)")
+    p.add_argument("--value-first", type=float, default=0.0, metavar="SHARE",
+                   help="share of a training word document's statements given value first where the relation allows "
+                        "it (\"Anaru Knox is Indie's spouse.\"; default 0: the phrasing as drawn)")
     p.add_argument("--needle-subjects", type=choices(NEEDLE_SUBJECTS), default=("word",), metavar="word,name,place",
                    help="what a training word needle asks to copy, drawn per needle (default: word; `name`: a "
                         "person's first and last name, `place`: a city, region or town)")
-    p.add_argument("--needle-filler", type=filler_range, default=(4, 6), metavar="MIN-MAX",
+    p.add_argument("--needle-filler", type=count_range, default=(4, 6), metavar="MIN-MAX",
                    help="filler sentences around a training word needle (default 4-6; 0-0: the needle alone)")
+    p.add_argument("--needles-per-doc", type=count_range, default=(1, 1), metavar="MIN-MAX",
+                   help="needles in one training needle document, every one asked (default 1-1: one needle; more "
+                        "train the lookup: a name by its role, a place by its statement, at most one word)")
     p.add_argument("--cpu-budget", type=float, default=720.0, help="training process CPU seconds")
+    p.add_argument("--decay-from", type=float, default=None, metavar="CPU_S",
+                   help="from this many training CPU seconds on, every learning rate falls linearly to zero at "
+                        "--cpu-budget (default: constant)")
     p.add_argument("--probe-every", type=int, default=40)
     p.add_argument("--save-every", type=int, default=10)
     p.add_argument("--n-eval", type=int, default=40, help="held-out fact documents (and as many needles)")
@@ -144,7 +160,17 @@ def parse(argv=None):
                    help=f"evaluate (and probe) only these held-out sets (default all: {', '.join(EVAL_SETS)})")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0.0 <= args.value_first <= 1.0:
+        p.error(f"--value-first must be a share in [0, 1], got {args.value_first:g}")
+    if args.decay_from is not None and not 0 <= args.decay_from < args.cpu_budget:
+        p.error(f"--decay-from {args.decay_from:g} must be at least 0 and below --cpu-budget {args.cpu_budget:g}")
+    if args.needles_per_doc != (1, 1):
+        try:  # more needles than the subjects can tell apart, or more filler than there is: a usage error, now
+            train_needle(0, args)
+        except ValueError as exc:
+            p.error(f"--needles-per-doc / --needle-filler / --needle-subjects: {exc}")
+    return args
 
 
 # ---- model ------------------------------------------------------------------------------------------------------
@@ -156,7 +182,8 @@ def config_kwargs(args, saved: dict) -> dict:
     loaded = {} if args.init == "fresh" else {k: saved.get(k) for k in ARCHITECTURE if saved.get(k) is not None}
     overrides = {"normalization": args.normalization, "alpha": args.alpha, "key_dim": args.key_dim,
                  "value_dim": args.value_dim, "rank": args.rank, "key_conv": args.key_conv,
-                 "value_lookahead": args.value_lookahead, "value_source": args.value_source}
+                 "value_lookahead": args.value_lookahead, "key_lookahead": args.key_lookahead,
+                 "value_source": args.value_source}
     kwargs.update(loaded)
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     kwargs["token_gate"] = bool(args.token_gate or kwargs.get("token_gate"))
@@ -206,6 +233,9 @@ def grown(target: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
 
 
 def train_needle(index: int, args) -> dict:
+    if args.needles_per_doc != (1, 1):
+        return multi_needle_document("train", index, args.seed, needles=args.needles_per_doc,
+                                     filler=args.needle_filler, subjects=args.needle_subjects)
     subjects, rng = args.needle_subjects, random.Random(f"{args.seed}-needle-subject-{index}")
     subject = subjects[0] if len(subjects) == 1 else rng.choice(subjects)
     return word_needle_document("train", index, args.seed, filler=args.needle_filler, subject=subject)
@@ -218,7 +248,7 @@ def train_document(index: int, args) -> dict:
     if args.data == "words" or (args.data == "both" and rng.random() < 0.5):
         if rng.random() < args.needle_fraction:
             return train_needle(index, args)
-        return word_document("train", index, args.seed, entity_count=args.word_entities)
+        return word_document("train", index, args.seed, entity_count=args.word_entities, value_first=args.value_first)
     if rng.random() < args.needle_fraction:
         return needle_document("train", index, args.seed)
     return fact_document("train", index, args.seed,
@@ -332,7 +362,8 @@ def eval_sets(n: int, seed: int, names: tuple[str, ...] = EVAL_SETS) -> dict[str
                  "words_one": lambda i: word_document("test", i, seed, entity_count=(1, 1)),
                  "name_needle_bare": lambda i: word_needle_document("test", i, seed, filler=(0, 0), subject="name"),
                  "name_needle": lambda i: word_needle_document("test", i, seed, subject="name"),
-                 "place_needle": lambda i: word_needle_document("test", i, seed, subject="place")}
+                 "place_needle": lambda i: word_needle_document("test", i, seed, subject="place"),
+                 "multi_needle": lambda i: multi_needle_document("test", i, seed)}
     return {name: [documents[name](i) for i in range(n)] for name in names}  # only the sets asked are built
 
 
@@ -362,14 +393,25 @@ def save(run: Path, model, optimizer, state):
     (run / "state.json").write_text(json.dumps(state, indent=1))
 
 
+def decay_factor(cpu: float, start: float | None, end: float) -> float:
+    """The learning rate's factor at `cpu` training seconds: 1 until `start`, then linear to 0 at `end`."""
+    if start is None or cpu <= start:
+        return 1.0
+    return max(0.0, (end - cpu) / (end - start))
+
+
 def restore(run: Path, model, optimizer) -> dict:
+    """Parameters, optimizer moments and progress of the run's checkpoint. Parts the checkpoint was saved without
+    (taps added with a flag, e.g. `--key-lookahead`) keep their zero start and a fresh optimizer state; the saved
+    moments are matched to the parameters the checkpoint has, in the optimizer's order."""
     tensors = load_file(str(run / "checkpoint.safetensors"))
     named = dict(model.named_parameters())
     with torch.no_grad():
         for key, value in tensors.items():
             if key.startswith("param/"):
                 named[key[len("param/"):]].copy_(value)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    names = {id(p): n for n, p in named.items()}
+    params = [p for group in optimizer.param_groups for p in group["params"] if f"param/{names[id(p)]}" in tensors]
     for key, value in tensors.items():
         if key.startswith("opt/"):
             _, i, name = key.split("/")
@@ -385,8 +427,9 @@ def main(argv=None):
     model, tok = build(args)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
-    taps = [p for n, p in named if "_conv" in n]
-    groups = [{"params": [p for n, p in named if "_conv" not in n]}]
+    is_tap = lambda name: "_conv" in name or "_lookahead" in name  # noqa: E731
+    taps = [p for n, p in named if is_tap(n)]
+    groups = [{"params": [p for n, p in named if not is_tap(n)]}]
     if taps:
         groups.append({"params": taps, "lr": args.conv_lr or args.lr})
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
@@ -415,8 +458,11 @@ def main(argv=None):
 
     if not state["probes"]:
         probe()
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     while state["cpu"] < args.cpu_budget:
         c0, w0 = time.process_time(), time.time()
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * decay_factor(state["cpu"], args.decay_from, args.cpu_budget)
         model.train()
         docs = [train_document(state["step"] * args.docs_per_step + j, args) for j in range(args.docs_per_step)]
         ctx = model.contextualize([d["context"] for d in docs], tokenizer=tok, requires_grad=True, activate=False,

@@ -8,7 +8,8 @@ prompting's rate on the same questions as a dashed line.
 
 `--json` keeps the numbers, so the plot can be redrawn without the runs (`--from-json FILE`). `--panels` picks the
 held-out sets drawn (default `words,facts`; also `word_needle_bare`, `words_one`, `name_needle_bare`, whose final
-point is that set's, and `word_needle`, `name_needle`, `place_needle`, drawn from the final evaluation only).
+point is that set's, and `word_needle`, `name_needle`, `place_needle`, `multi_needle`, drawn from the final
+evaluation only).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ TITLES = {"words": "held-out word documents", "facts": "held-out fact documents 
           "words_one": "held-out word documents about one entity",
           "name_needle_bare": "held-out name needles alone (one sentence)",
           "name_needle": "held-out name needles in 4-6 filler sentences",
-          "place_needle": "held-out place needles in 4-6 filler sentences"}
+          "place_needle": "held-out place needles in 4-6 filler sentences",
+          "multi_needle": "held-out documents of 2-4 needles, each asked"}
 DEFAULT_PANELS = ("words", "facts")
 FINAL_SETS = ("words", "words_unseen", "facts", "needle", "word_needle", "word_needle_bare", "words_one",
-              "name_needle_bare", "name_needle", "place_needle")
+              "name_needle_bare", "name_needle", "place_needle", "multi_needle")
 
 
 def read_run(directory: str) -> dict:

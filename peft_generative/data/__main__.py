@@ -14,10 +14,11 @@ from .cache import DATA_ENV, SOURCES, DownloadError, data_dir, fetch_all
 
 WORDS = "synthetic_words"  # built here (nothing to download), with its own size options
 WORDS_DEFAULTS = {"words_train": 4000, "words_heldout": 200, "words_needle_fraction": 0.15,
-                  "words_needle_filler": (4, 6), "words_needle_subjects": ("word",)}
+                  "words_needle_filler": (4, 6), "words_needle_subjects": ("word",), "words_needles_per_doc": (1, 1),
+                  "words_value_first": 0.0}
 
 
-def _filler_range(text: str) -> tuple[int, int]:
+def _min_max(text: str) -> tuple[int, int]:
     try:
         low, high = (int(x) for x in text.split("-"))
     except ValueError:
@@ -71,12 +72,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--words-needle-fraction", type=float, default=None, metavar="SHARE",
                    help="share of synthetic_words training documents that are needles (default "
                    f"{WORDS_DEFAULTS['words_needle_fraction']})")
-    p.add_argument("--words-needle-filler", type=_filler_range, default=None, metavar="MIN-MAX",
+    p.add_argument("--words-needle-filler", type=_min_max, default=None, metavar="MIN-MAX",
                    help="filler sentences around a synthetic_words training needle (default 4-6; 0-6 also trains on "
                    "needles alone, the easiest copy)")
+    p.add_argument("--words-needles-per-doc", type=_min_max, default=None, metavar="MIN-MAX",
+                   help="needles in one synthetic_words training needle document, every one asked (default 1-1; "
+                   "2-4 trains the lookup: names told apart by role, places by statement, at most one word)")
     p.add_argument("--words-needle-subjects", type=_subjects, default=None, metavar="word,name,place",
                    help="what a synthetic_words training needle asks to copy, drawn per needle (default word; name: "
                    "a person's full name, place: a city, region or town)")
+    p.add_argument("--words-value-first", type=float, default=None, metavar="SHARE",
+                   help="share of the synthetic_words training statements given value first where the relation allows "
+                   "it (\"Anaru Knox is Indie's spouse.\"; default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -93,6 +100,8 @@ def _words_options(parser: argparse.ArgumentParser, args: argparse.Namespace, bu
             parser.error(f"--{name.replace('_', '-')} must be a positive number of documents, got {options[name]}")
     if not 0 <= options["words_needle_fraction"] < 1:
         parser.error(f"--words-needle-fraction must be in [0, 1), got {options['words_needle_fraction']}")
+    if not 0 <= options["words_value_first"] <= 1:
+        parser.error(f"--words-value-first must be in [0, 1], got {options['words_value_first']}")
     if build_words:
         from .synthetic_words import FILLER, NEEDLE_SUBJECTS
 
@@ -104,6 +113,14 @@ def _words_options(parser: argparse.ArgumentParser, args: argparse.Namespace, bu
         if not 0 <= low <= high <= len(FILLER):
             parser.error(f"--words-needle-filler must be MIN-MAX with 0 <= MIN <= MAX <= {len(FILLER)}, got "
                          f"{low}-{high}")
+        if options["words_needles_per_doc"] != (1, 1):
+            from .synthetic_words import multi_needle_document
+
+            try:
+                multi_needle_document("train", 0, needles=options["words_needles_per_doc"], filler=(low, high),
+                                      subjects=subjects)
+            except ValueError as exc:
+                parser.error(f"--words-needles-per-doc: {exc}")
     return options
 
 
@@ -153,7 +170,8 @@ def _main(argv: list[str] | None = None) -> int:
             args.out / WORDS, seed=args.seed, train_documents=words_options["words_train"],
             heldout_documents=words_options["words_heldout"], needle_fraction=words_options["words_needle_fraction"],
             needle_filler=words_options["words_needle_filler"],
-            needle_subjects=words_options["words_needle_subjects"])
+            needle_subjects=words_options["words_needle_subjects"],
+            needles_per_doc=words_options["words_needles_per_doc"], value_first=words_options["words_value_first"])
         logging.getLogger("peft_generative.data.build").info("built %s in %.1fs -> %s", WORDS,
                                                               time.perf_counter() - t0, args.out / WORDS)
     summary = {}

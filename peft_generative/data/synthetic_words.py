@@ -512,6 +512,25 @@ def _pick(rng: random.Random, options, split: str) -> str:
     return options[-1] if split != "train" else rng.choice(options[:-1])
 
 
+# a statement that gives its value last, "<what it is> is <value>.": "{e}'s spouse is {v}.", "The captain of {e} is
+# {v}."
+_VALUE_LAST = re.compile(r"^(?P<subject>\{e\}'s [^{]*|The [^{]*\{e\}[^{]*) (?P<verb>is|was|are|were) \{v\}\.$")
+
+
+def value_first_phrasing(template: str) -> str | None:
+    """The same statement with its value first: "{e}'s spouse is {v}." -> "{v} is {e}'s spouse.", "The captain of
+    {e} is {v}." -> "{v} is the captain of {e}."; None for a phrasing without that form. A causal language model's
+    hidden state at the value then knows nothing yet of what the value is (issue 32: the reserved phrasing of every
+    name relation gives the value first, and training had hardly any such statement)."""
+    match = _VALUE_LAST.match(template)
+    if match is None:
+        return None
+    subject = match["subject"]
+    if subject.startswith("The "):
+        subject = "the " + subject[len("The "):]
+    return f"{{v}} {match['verb']} {subject}."
+
+
 def _sentence(text: str) -> str:
     return text[0].upper() + text[1:]
 
@@ -527,15 +546,22 @@ def _approx_tokens(text: str) -> int:
 
 
 def word_document(split: str, index: int, seed: int = 0, *, unseen: bool = False,
-                  entity_count: tuple[int, int] | None = None) -> dict:
+                  entity_count: tuple[int, int] | None = None, value_first: float = 0.0) -> dict:
     """Document `index` of `split`: `{"id", "context", "questions": [{"question", "answers", "type", "kind"}]}`.
     2-5 entities with 2-4 attributes each, 3-6 questions spread over the entities. Training documents use training
     values and relations only; validation/test documents use held-out values and all relations, in the reserved
     phrasings. `unseen` (validation/test only): the questions ask only about the held-out relations (a document of
     `{split}_unseen.eval.jsonl`, with its own id). `entity_count` (min, max): that many entities instead (1-1: one
     entity's attributes, so a question needs its relation but no entity binding; an easier step of a curriculum),
-    with ids ending in `-e{min}to{max}`."""
+    with ids ending in `-e{min}to{max}`. `value_first` (training only): the share of statements, among those whose
+    value starts with a capital or a digit and whose relation has a phrasing of the form "<what it is> is <value>",
+    given value first instead ("Anaru Knox is Indie's spouse."; see `value_first_phrasing`), drawn from a generator of
+    its own, so 0 (default) gives the same documents as before; ids end in `-vf{share}`."""
     _check_split(split)
+    if isinstance(value_first, bool) or not (isinstance(value_first, (int, float)) and 0.0 <= value_first <= 1.0):
+        raise ValueError(f"value_first must be a share in [0, 1], got {value_first!r}.")
+    if value_first and split != "train":
+        raise ValueError("value_first is for training documents: validation and test use the reserved phrasings.")
     if entity_count is not None and not (isinstance(entity_count, tuple) and len(entity_count) == 2
                                          and 1 <= entity_count[0] <= entity_count[1] <= 6):
         raise ValueError(f"entity_count must be a (min, max) pair with 1 <= min <= max <= 6, got {entity_count!r}.")
@@ -583,7 +609,8 @@ def word_document(split: str, index: int, seed: int = 0, *, unseen: bool = False
                           else ""))
     render_seed = rng.random()
     while True:  # 80-260 tokens: trim long documents (never below 2 entities x 2 attributes), pad short ones
-        context, questions = _render(random.Random(render_seed), split, entities, facts, unseen)
+        flips = random.Random(f"{seed}-{split}-{tag}-{index}-value-first") if value_first else None
+        context, questions = _render(random.Random(render_seed), split, entities, facts, unseen, (value_first, flips))
         tokens = _approx_tokens(context)
         if tokens <= 215:
             break
@@ -598,11 +625,15 @@ def word_document(split: str, index: int, seed: int = 0, *, unseen: bool = False
             raise AssertionError(f"{split} word document {index}: the answer {answer!r} of {q['type']} is not "
                                  f"exactly once in the context (or is in the question)")
     suffix = "" if entity_count is None else f"-e{entity_count[0]}to{entity_count[1]}"
+    suffix += f"-vf{value_first:g}" if value_first else ""
     return {"id": f"{split}-{tag}-{index}{suffix}", "context": context, "questions": questions}
 
 
-def _render(rng: random.Random, split: str, entities: list, facts: list, unseen: bool) -> tuple[str, list[dict]]:
-    """The paragraphs (one per entity, filler between) and the questions of a document."""
+def _render(rng: random.Random, split: str, entities: list, facts: list, unseen: bool,
+            value_first: tuple[float, random.Random | None] = (0.0, None)) -> tuple[str, list[dict]]:
+    """The paragraphs (one per entity, filler between) and the questions of a document; `value_first` (share, its
+    own generator): statements turned value first (see `word_document`)."""
+    share, flips = value_first
     paragraphs, asked_by_entity = [], []
     for i, (kind, name, _) in enumerate(entities):
         own = [f for f in facts if f[0] == i]
@@ -611,6 +642,10 @@ def _render(rng: random.Random, split: str, entities: list, facts: list, unseen:
         for j, (_, relation, value, slot) in enumerate(own):
             ref = name.split()[0] if kind == "person" and j and rng.random() < 0.5 else name
             template = _pick(rng, relation.statements, split)
+            if share and (value[:1].isupper() or value[:1].isdigit()):
+                turned = [t for t in map(value_first_phrasing, relation.statements[:-1]) if t]
+                if turned and flips.random() < share:
+                    template = flips.choice(turned)
             sentences.append(_sentence(template.format(e=ref, v=value, a=_article(value), x=slot)))
         paragraphs.append(sentences)
         asked_by_entity.append([f for f in own if not unseen or f[1].name in HELD_OUT_RELATIONS])
@@ -655,6 +690,19 @@ NEEDLE_TEMPLATES = {"word": (NEEDLE_STATEMENTS, NEEDLE_QUESTIONS),  # {v}: the v
                     "place": (PLACE_NEEDLE_STATEMENTS, PLACE_NEEDLE_QUESTIONS)}
 
 
+def _needle_value(rng: random.Random, values: _Values, subject: str) -> str:
+    """The value a needle of `subject` asks to copy: a person's name, a city / region / town, or a word (a noun, or
+    a colour and a noun)."""
+    if subject == "name":
+        return values.value("person")
+    if subject == "place":
+        return values.value(rng.choice(["city", "region", "town"]))
+    if rng.random() < 0.7:
+        return values.value("noun")
+    colours = [c for c in values.lists["colour"] if " " not in c]
+    return values._fresh(lambda: f"{rng.choice(colours)} {rng.choice(values.lists['noun'])}")
+
+
 def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple[int, int] = (4, 6),
                          subject: str = "word") -> dict:
     """One value to copy among `filler` (min, max) filler sentences, and one question for it; validation/test use
@@ -672,15 +720,7 @@ def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple
     rng = random.Random(f"{seed}-{split}-{subject}-needle-{index}")
     values = _Values(rng, "train" if split == "train" else "held_out")
     role = rng.choice(NEEDLE_ROLES) if subject == "name" else ""
-    if subject == "name":
-        value = values.value("person")
-    elif subject == "place":
-        value = values.value(rng.choice(["city", "region", "town"]))
-    elif rng.random() < 0.7:
-        value = values.value("noun")
-    else:
-        colours = [c for c in values.lists["colour"] if " " not in c]
-        value = values._fresh(lambda: f"{rng.choice(colours)} {rng.choice(values.lists['noun'])}")
+    value = _needle_value(rng, values, subject)
     statements, questions = NEEDLE_TEMPLATES[subject]
     sentences = rng.sample(FILLER, rng.randint(*filler))
     position = rng.randint(0, len(sentences))
@@ -696,6 +736,54 @@ def word_needle_document(split: str, index: int, seed: int = 0, *, filler: tuple
                            "kind": subject}]}
 
 
+def multi_needle_document(split: str, index: int, seed: int = 0, *, needles: tuple[int, int] = (2, 4),
+                          filler: tuple[int, int] = (4, 6), subjects: tuple[str, ...] = NEEDLE_SUBJECTS) -> dict:
+    """Several needles (`needles` (min, max)) among `filler` (min, max) filler sentences, every one asked: the lookup
+    of multi-query associative recall, between one needle (the copy alone) and a word document (many relations).
+    What a question asks tells its needle apart: a name by its role (no two names share one), a place by its
+    statement (no two share one), and there is at most one word needle. Training uses the single needles' training
+    phrasings; validation/test use held-out values and the reserved phrasings, so a held-out document has all its
+    names in the reserved phrasing (their roles tell them apart), at most one place and at most one word. Type
+    `needle_<subject>`, kind `<subject>`, as for `word_needle_document`."""
+    _check_split(split)
+    subjects = tuple(subjects)
+    if not subjects or set(subjects) - set(NEEDLE_SUBJECTS):
+        raise ValueError(f"subjects must be a non-empty selection of {NEEDLE_SUBJECTS}, got {subjects!r}.")
+    place_phrasings = len(PLACE_NEEDLE_STATEMENTS) - 1 if split == "train" else 1
+    room = {"word": 1, "place": place_phrasings, "name": len(NEEDLE_ROLES)}
+    if not (isinstance(needles, tuple) and len(needles) == 2 and 1 <= needles[0] <= needles[1]
+            <= sum(room[s] for s in subjects)):
+        raise ValueError(f"needles must be a (min, max) pair with 1 <= min <= max <= {sum(room[s] for s in subjects)} "
+                         f"(what subjects={subjects!r} can tell apart in a {split} document), got {needles!r}.")
+    if not (isinstance(filler, tuple) and len(filler) == 2 and 0 <= filler[0] <= filler[1] <= len(FILLER)):
+        raise ValueError(f"filler must be a (min, max) pair with 0 <= min <= max <= {len(FILLER)}, got {filler!r}.")
+    rng = random.Random(f"{seed}-{split}-multi-needle-{index}")
+    values = _Values(rng, "train" if split == "train" else "held_out")
+    roles = rng.sample(NEEDLE_ROLES, len(NEEDLE_ROLES))
+    places = rng.sample(range(len(PLACE_NEEDLE_STATEMENTS) - 1), place_phrasings) if split == "train" else [-1]
+    left = dict(room)
+    statements, questions = [], []
+    for _ in range(rng.randint(*needles)):
+        subject = rng.choice([s for s in subjects if left[s]])
+        left[subject] -= 1
+        value = _needle_value(rng, values, subject)
+        role = roles.pop() if subject == "name" else ""
+        templates, asks = NEEDLE_TEMPLATES[subject]
+        if subject == "place":
+            pick = places.pop()
+            statement, question = templates[pick], asks[pick]
+        else:
+            statement, question = _pick(rng, templates, split), _pick(rng, asks, split)
+        statements.append(statement.format(v=value, r=role))
+        questions.append({"question": question.format(r=role), "answers": [value], "type": f"needle_{subject}",
+                          "kind": subject})
+    sentences = rng.sample(FILLER, rng.randint(*filler))
+    for statement in statements:
+        sentences.insert(rng.randint(0, len(sentences)), statement)
+    return {"id": f"{split}-multi-needle-{index}-n{needles[0]}to{needles[1]}-filler{filler[0]}to{filler[1]}",
+            "context": " ".join(sentences), "questions": questions}
+
+
 def _counts(documents: list[dict]) -> dict:
     questions = [q for d in documents for q in d["questions"]]
     return {"documents": len(documents), "questions": len(questions),
@@ -706,13 +794,17 @@ def _counts(documents: list[dict]) -> dict:
 def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, train_documents: int = 4000,
                                   heldout_documents: int = 200, needle_fraction: float = 0.15,
                                   needle_filler: tuple[int, int] = (4, 6), needle_subjects: tuple[str, ...] = ("word",),
+                                  needles_per_doc: tuple[int, int] = (1, 1), value_first: float = 0.0,
                                   quiet: bool = False) -> dict[str, Path]:
     """Write the dataset into `out_dir`; returns `{file key: path}`. `needle_fraction` of the training documents
     (drawn per document) are needles with `needle_filler` (min, max) filler sentences, each asking to copy one of
-    `needle_subjects` (drawn per needle; see `word_needle_document`); validation and test get `heldout_documents`
+    `needle_subjects` (drawn per needle; see `word_needle_document`), `needles_per_doc` (min, max) of them in one
+    document when it is not (1, 1) (see `multi_needle_document`); `value_first`: the share of the training word
+    documents' statements given value first (see `word_document`); validation and test get `heldout_documents`
     word documents, as many word needles (4-6 filler sentences), the same needles alone (`.needle_bare`: the easiest
-    copy there is), as many name and place needles (`.name_needle`, `.place_needle`) and as many documents asking
-    only held-out relations (`_unseen`).
+    copy there is), as many name and place needles (`.name_needle`, `.place_needle`), as many documents of 2-4 name,
+    place and word needles each asked (`.multi_needle`: the lookup) and as many documents asking only held-out
+    relations (`_unseen`).
     (`quiet` is accepted like the other builders'; this one downloads nothing and logs nothing.)"""
     if isinstance(train_documents, bool) or not isinstance(train_documents, int) or train_documents < 1 \
             or isinstance(heldout_documents, bool) or not isinstance(heldout_documents, int) or heldout_documents < 1:
@@ -724,15 +816,24 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
     if not needle_subjects or set(needle_subjects) - set(NEEDLE_SUBJECTS):
         raise ValueError(f"needle_subjects must be a non-empty selection of {NEEDLE_SUBJECTS}, "
                          f"got {needle_subjects!r}.")
+    if isinstance(value_first, bool) or not (isinstance(value_first, (int, float)) and 0 <= value_first <= 1):
+        raise ValueError(f"value_first must be a share in [0, 1], got {value_first!r}.")
+    needles_per_doc = tuple(needles_per_doc)
+    if needles_per_doc != (1, 1):  # a combination the subjects cannot tell apart fails here, before anything is written
+        multi_needle_document("train", 0, seed, needles=needles_per_doc, filler=tuple(needle_filler),
+                              subjects=needle_subjects)
     out = Path(out_dir)
     mix = random.Random(f"{seed}-train-words-mix")
     subjects = random.Random(f"{seed}-train-words-needle-subjects")  # drawn only when there is a choice
 
     def needle(i: int) -> dict:
+        if needles_per_doc != (1, 1):
+            return multi_needle_document("train", i, seed, needles=needles_per_doc, filler=tuple(needle_filler),
+                                         subjects=needle_subjects)
         subject = needle_subjects[0] if len(needle_subjects) == 1 else subjects.choice(needle_subjects)
         return word_needle_document("train", i, seed, filler=tuple(needle_filler), subject=subject)
 
-    train = [needle(i) if mix.random() < needle_fraction else word_document("train", i, seed)
+    train = [needle(i) if mix.random() < needle_fraction else word_document("train", i, seed, value_first=value_first)
              for i in range(train_documents)]
     paths = {"train": out / "train.jsonl"}
     write_jsonl(paths["train"], instruction_rows(train, "synthetic_words", kind=True))
@@ -746,6 +847,7 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
                                   for i in range(heldout_documents)],
                  ".place_needle": [word_needle_document(split, i, seed, subject="place")
                                    for i in range(heldout_documents)],
+                 ".multi_needle": [multi_needle_document(split, i, seed) for i in range(heldout_documents)],
                  "_unseen": [word_document(split, i, seed, unseen=True) for i in range(heldout_documents)]}
         for suffix, documents in files.items():
             key = f"{split}{suffix}.eval"
@@ -758,6 +860,8 @@ def build_synthetic_words_dataset(out_dir: str | os.PathLike, *, seed: int = 0, 
         "dataset": "synthetic_words", "seed": seed, "needle_fraction": needle_fraction,
         "needle_filler": list(needle_filler),
         **({"needle_subjects": list(needle_subjects)} if needle_subjects != ("word",) else {}),
+        **({"needles_per_doc": list(needles_per_doc)} if needles_per_doc != (1, 1) else {}),
+        **({"value_first": value_first} if value_first else {}),
         "faker": version("faker"),
         "held_out_relations": sorted(HELD_OUT_RELATIONS), "counts": counts,
         "list_sizes": {name: {side: len(v) for side, v in sides.items()} for name, sides in word_lists().items()},

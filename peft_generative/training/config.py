@@ -48,10 +48,10 @@ class GenerativeAdapterTrainingConfig(SFTConfig):
             `shared_rank`, what every context shares is cheaper in the shared LoRA, so the penalty pushes it there
             (issue 22's style/content split). Logged: `context_norm`.
         frozen_generator_parts: generator tensors kept fixed, by name: `norm`, `A1`, `A2`, `A3`, `B` (and `gate`,
-            `shared_A`, `shared_B`, `key_conv`, `value_conv` where the generator has them). The encoder, which writes
-            the state from the context, is `norm`, `A2` and `A3` (and the convolutions); the read-out, which turns a
-            state into the LoRA, is `A1` and `B`. Freezing the read-out (`A1 B`) trains only what is written into the
-            state.
+            `shared_A`, `shared_B`, `key_conv`, `value_conv`, `key_lookahead` where the generator has them). The
+            encoder, which writes the state from the context, is `norm`, `A2` and `A3` (and the convolutions); the
+            read-out, which turns a state into the LoRA, is `A1` and `B`. Freezing the read-out (`A1 B`) trains only
+            what is written into the state.
         generator_shard_mib: also write the generator of every checkpoint and of the final model as safetensors files
             of at most this many MiB, exactly, into its `generator_shards/` folder (`peft_generative.training.shards`;
             `python -m peft_generative.training.shards join` makes a generator directory of them again), for machines

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 GENERATOR_FIELDS = ("key_dim", "value_dim", "rank", "alpha", "window", "encoding", "normalization",
                     "init_from_attention", "center_keys", "token_gate", "shared_rank", "key_conv", "value_lookahead",
-                    "value_source")
+                    "key_lookahead", "value_source")
 
 
 def _generator_field(name: str):
@@ -65,6 +65,7 @@ class ScriptArguments:
     shared_rank: int = _generator_field("shared_rank")
     key_conv: int = _generator_field("key_conv")
     value_lookahead: int = _generator_field("value_lookahead")
+    key_lookahead: int = _generator_field("key_lookahead")
     value_source: str = _generator_field("value_source")
 
     def generator_config(self) -> GenerativeAdapterConfig:
@@ -81,13 +82,15 @@ class ScriptArguments:
 ADDABLE_PARTS = {"token_gate": ("token gate", ("generator_gate",)),
                  "shared_rank": ("shared LoRA of rank", ("generator_shared_A", "generator_shared_B")),
                  "key_conv": ("key convolution of width", ("generator_key_conv",)),
-                 "value_lookahead": ("value lookahead of width", ("generator_value_conv",))}
+                 "value_lookahead": ("value lookahead of width", ("generator_value_conv",)),
+                 "key_lookahead": ("key lookahead of width", ("generator_key_lookahead",))}
 
 
 def load_generator_for_training(base, generator: str, **parts):
     """A saved generator, trainable. Parts it was saved without (`token_gate=True`, `shared_rank`, `key_conv`,
-    `value_lookahead` > 0; see `ADDABLE_PARTS`) are added fresh at zero and the rest is loaded, so it starts exactly as
-    saved. A part the generator already has keeps its saved size; asking for another size is refused."""
+    `value_lookahead`, `key_lookahead` > 0; see `ADDABLE_PARTS`) are added fresh at zero and the rest is loaded, so it
+    starts exactly as saved. A part the generator already has keeps its saved size; asking for another size is
+    refused."""
     from peft import PeftModel, get_peft_model, set_peft_model_state_dict
 
     unknown = sorted(set(parts) - set(ADDABLE_PARTS))

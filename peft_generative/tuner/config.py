@@ -82,6 +82,12 @@ class GenerativeAdapterConfig(PeftConfig):
             inside a chunk: the first `key_conv` tokens of a chunk see no earlier token and the last
             `value_lookahead` tokens no later one (what a chunk boundary every `window` tokens loses); states stay
             sums of per-chunk parts, so `extend` and `forget` stay exact.
+        key_lookahead: keys also read the `key_lookahead` hidden states after each token,
+            `K_t = (h_t + sum_j c_j * h_{t-j} + sum_j f_j * h_{t+j}) A2^T` (not in the paper). A causal hidden state
+            knows only what came before it, so in "Anaru Knox is the spouse of Indie." the key of "Anaru Knox" cannot
+            say "spouse of Indie" without reading ahead; the relation then has to be found from the words after the
+            value. 0 (default) = none; zero-initialised; within a chunk (its last `key_lookahead` tokens read
+            less), so states stay additive.
         value_source: where the values are read (not in the paper): `"layer"` (default, the paper's) reads them from
             the same hidden state as the keys; `"embedding"` from each context token's input embedding (RMS-normalised),
             `V_t = RMSNorm(E[x_t]) A3^T`, while keys (and the gate) still read the layer. A token's identity is
@@ -133,6 +139,9 @@ class GenerativeAdapterConfig(PeftConfig):
     value_lookahead: int = field(
         default=0, metadata={"help": "Values also read this many later hidden states (mirror variant; 0 = none)."}
     )
+    key_lookahead: int = field(
+        default=0, metadata={"help": "Keys also read this many later hidden states (0 = none)."}
+    )
     value_source: Literal["layer", "embedding", "next_embedding"] = field(
         default="layer",
         metadata={"help": "Values from the layer's hidden state (paper), the token embeddings or the next token's."},
@@ -154,7 +163,7 @@ class GenerativeAdapterConfig(PeftConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("shared_rank", "key_conv", "value_lookahead"):
+        for name in ("shared_rank", "key_conv", "value_lookahead", "key_lookahead"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"`{name}` must be a non-negative integer (0 = none), got {value!r}.")

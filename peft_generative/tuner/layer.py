@@ -29,7 +29,8 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
     `generator_B` (d_out x r, zero-initialised so a fresh generator is a no-op); with `token_gate`, `generator_gate`
     (d + 1); with `shared_rank` s > 0, the context-independent LoRA `generator_shared_A` (s x d_in) and
     `generator_shared_B` (d_out x s, zero-initialised); with `key_conv` j > 0, `generator_key_conv` (j x d), and with
-    `value_lookahead` j > 0, `generator_value_conv` (j x d): per-channel convolution taps, zero-initialised.
+    `value_lookahead` j > 0, `generator_value_conv` (j x d), and with `key_lookahead` j > 0, `generator_key_lookahead`
+    (j x d): per-channel convolution taps, zero-initialised.
 
     The layer never stores a context. In `forward` it asks the model's `ContextRouter` for the context of the
     current call and applies that context's precomputed factors, row by row: `y = W x + B_i (A_i x)`.
@@ -37,7 +38,7 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
 
     adapter_layer_names = ("generator_norm", "generator_A1", "generator_A2", "generator_A3", "generator_B",
                            "generator_gate", "generator_shared_A", "generator_shared_B", "generator_key_conv",
-                           "generator_value_conv")
+                           "generator_value_conv", "generator_key_lookahead")
     other_param_names = ()
 
     def __init__(
@@ -74,6 +75,7 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         self.generator_shared_B = nn.ParameterDict()
         self.generator_key_conv = nn.ParameterDict()  # only with `key_conv`: taps on h_{t-1}, h_{t-2}, ...
         self.generator_value_conv = nn.ParameterDict()  # only with `value_lookahead`: taps on h_{t+1}, h_{t+2}, ...
+        self.generator_key_lookahead = nn.ParameterDict()  # only with `key_lookahead`: taps on h_{t+1}, h_{t+2}, ...
         self._disable_adapters = False
         self.merged_adapters = []
         self.update_layer(adapter_name, config)
@@ -97,6 +99,8 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
             self.generator_key_conv[adapter_name] = nn.Parameter(torch.zeros(config.key_conv, d, **factory))
         if config.value_lookahead:
             self.generator_value_conv[adapter_name] = nn.Parameter(torch.zeros(config.value_lookahead, d, **factory))
+        if config.key_lookahead:
+            self.generator_key_lookahead[adapter_name] = nn.Parameter(torch.zeros(config.key_lookahead, d, **factory))
         self.reset_generator(adapter_name)
         self.set_adapter(self.active_adapters)
 
@@ -108,7 +112,7 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
             if adapter_name in getattr(self, name):
                 nn.init.kaiming_normal_(getattr(self, name)[adapter_name], a=math.sqrt(5))
         self.generator_B[adapter_name].zero_()
-        for name in ("generator_shared_B", "generator_key_conv", "generator_value_conv"):
+        for name in ("generator_shared_B", "generator_key_conv", "generator_value_conv", "generator_key_lookahead"):
             if adapter_name in getattr(self, name):
                 getattr(self, name)[adapter_name].zero_()
         self.generator_norm[adapter_name].fill_(1.0)
@@ -181,8 +185,9 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
             read = _rms_normed(token_states.to(a2.dtype)) * valid
             if source == "next_embedding":  # token t stores token t + 1 (nothing after the chunk's last token)
                 read = torch.cat([read[:, 1:], read.new_zeros(read.shape[0], 1, read.shape[2])], 1) * valid
-        keys = self._convolved(h, valid, self.generator_key_conv, adapter_name, +1) @ a2.mT
-        values = self._convolved(read, valid, self.generator_value_conv, adapter_name, -1) @ a3.mT
+        keys = self._convolved(h, valid, adapter_name, (self.generator_key_conv, +1),
+                               (self.generator_key_lookahead, -1)) @ a2.mT
+        values = self._convolved(read, valid, adapter_name, (self.generator_value_conv, -1)) @ a3.mT
         if adapter_name in self.generator_gate:
             gate = self.generator_gate[adapter_name]
             values = values * torch.sigmoid(h @ gate[:-1] + gate[-1]).unsqueeze(-1)
@@ -192,21 +197,23 @@ class GenerativeLinear(nn.Module, BaseTunerLayer):
         return torch.einsum("bnk,bnv->bkv", keys.float(), values.float())
 
     @staticmethod
-    def _convolved(h: torch.Tensor, valid: torch.Tensor, taps: nn.ParameterDict, adapter_name: str,
-                   direction: int) -> torch.Tensor:
-        """`h_t + sum_j w_j * h_{t - direction * j}` over `(b, n, d)` (`direction` +1: earlier tokens, -1: later),
-        inside the chunk (zeros beyond its ends and at padding); `h` itself when there are no taps."""
-        if adapter_name not in taps:
+    def _convolved(h: torch.Tensor, valid: torch.Tensor, adapter_name: str,
+                   *taps: tuple[nn.ParameterDict, int]) -> torch.Tensor:
+        """`h_t + sum_j w_j * h_{t - direction * j}` over `(b, n, d)` for each `(taps, direction)` the adapter has
+        (`direction` +1: earlier tokens, -1: later), inside the chunk (zeros beyond its ends and at padding); `h`
+        itself when it has none of them."""
+        present = [(parts[adapter_name], direction) for parts, direction in taps if adapter_name in parts]
+        if not present:
             return h
-        weights = taps[adapter_name]
         n = h.shape[1]
         out = h
-        for j in range(1, weights.shape[0] + 1):
-            if j >= n:
-                break
-            zeros = h.new_zeros(h.shape[0], j, h.shape[2])
-            shifted = torch.cat([zeros, h[:, : n - j]], 1) if direction > 0 else torch.cat([h[:, j:], zeros], 1)
-            out = out + shifted * weights[j - 1]
+        for weights, direction in present:
+            for j in range(1, weights.shape[0] + 1):
+                if j >= n:
+                    break
+                zeros = h.new_zeros(h.shape[0], j, h.shape[2])
+                shifted = torch.cat([zeros, h[:, : n - j]], 1) if direction > 0 else torch.cat([h[:, j:], zeros], 1)
+                out = out + shifted * weights[j - 1]
         return out * valid
 
     def factors(self, state: torch.Tensor, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor]:
