@@ -179,3 +179,30 @@ def test_fact_capability_trains_on_value_first_statements():
     assert value_first(turned) > value_first(plain) + 5
     with pytest.raises(SystemExit):
         script.parse(["--name", "x", "--value-first", "1.5"])
+
+
+def test_copy_errors_sorts_answers_by_value_position_and_error_kind(tmp_path):
+    errors = load_example_script("copy_errors")
+    context = "Anaru Knox is the spouse of Indie. Indie's town is Port Aldane. Rain fell."
+    assert errors.value_position(context, "Anaru Knox") == "first"
+    assert errors.value_position(context, "Port Aldane") == "last"
+    assert errors.value_position(context, "Sligo") == "?"
+    assert errors.error_kind("It is Port Aldane.", "Port Aldane", context) == "right"
+    assert errors.error_kind("Port Aldene", "Port Aldane", context) == "near"
+    assert errors.error_kind("Anaru Knox", "Port Aldane", context) == "span"
+    assert errors.error_kind("Dublin", "Port Aldane", context) == "elsewhere"
+    script = load_example_script("fact_capability")
+    docs = script.eval_sets(3, 0, ("words_one",))["words_one"]
+    answers = [q["answers"][0] for d in docs for q in d["questions"]]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps({"args": {"n_eval": 3, "seed": 0},
+                                                 "words_one": {"own": {"predictions": answers}}}))
+    counts = errors.run_breakdown(run)["words_one"]
+    words = sum(q["kind"] != "digits" for d in docs for q in d["questions"])
+    assert counts["errors"] == {"right": words, "near": 0, "span": 0, "elsewhere": 0}
+    assert sum(c["own"] for c in counts["position"].values()) == words
+    with pytest.raises(ValueError, match="not the documents"):
+        errors.breakdown(docs, answers[:-1], None)
+    with pytest.raises(SystemExit):
+        errors.main([str(tmp_path / "missing")])
