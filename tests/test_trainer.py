@@ -223,7 +223,7 @@ def test_frozen_generator_parts_stay_fixed_and_the_rest_trains(tmp_path, tokeniz
         train_args(tmp_path, frozen_generator_parts=["A4"])
     with pytest.raises(ValueError, match="nothing would be trained"):
         train_args(tmp_path, frozen_generator_parts=["norm", "A1", "A2", "A3", "B", "gate", "shared_A", "shared_B",
-                                                         "key_conv", "value_conv"])
+                                                         "key_conv", "value_conv", "key_lookahead"])
     with pytest.raises(ValueError, match="B is all zeros"):  # a fresh generator: no part would get a gradient
         GenerativeAdapterTrainer(small_base(tokenizer), args=train_args(tmp_path, frozen_generator_parts=["B"]),
                                  train_dataset=text, processing_class=tokenizer, peft_config=gen_config())
