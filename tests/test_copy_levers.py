@@ -206,3 +206,44 @@ def test_copy_errors_sorts_answers_by_value_position_and_error_kind(tmp_path):
         errors.breakdown(docs, answers[:-1], None)
     with pytest.raises(SystemExit):
         errors.main([str(tmp_path / "missing")])
+
+
+def test_fact_capability_resumes_a_checkpoint_into_a_generator_that_adapts_one_more_module(tmp_path):
+    """`--target o_proj,down_proj` on a run saved with `o_proj` alone: the saved parts and their Adam moments come back,
+    the added module starts fresh (its delta at zero) with a fresh optimizer state."""
+    from peft import get_peft_model
+
+    from peft_generative import GenerativeAdapterConfig
+
+    from .conftest import tiny_model
+
+    script = load_example_script("fact_capability")
+    assert script.parse(["--name", "x", "--target", "o_proj,down_proj"]).target == ["o_proj", "down_proj"]
+    assert script.parse(["--name", "x"]).target == ["o_proj"]
+
+    def trained(targets):
+        model = get_peft_model(tiny_model(), GenerativeAdapterConfig(target_modules=targets, key_dim=8, value_dim=8, window=64,
+                                                                      rank=4))
+        params = [p for n, p in model.named_parameters() if "generator_" in n]
+        return model, torch.optim.AdamW(params, lr=1e-3)
+
+    old, old_opt = trained(["o_proj"])
+    for p in old_opt.param_groups[0]["params"]:
+        p.grad = torch.randn_like(p)
+    old_opt.step()
+    script.save(tmp_path, old, old_opt, {"step": 1, "cpu": 1.0, "wall": 1.0, "probes": []})
+
+    new, new_opt = trained(["o_proj", "down_proj"])
+    assert script.restore(tmp_path, new, new_opt)["step"] == 1
+    saved = dict(old.named_parameters())
+    for name, param in new.named_parameters():
+        if "generator_" not in name:
+            continue
+        if "o_proj" in name:
+            assert torch.equal(param, saved[name])
+            moments = old_opt.state[saved[name]]
+            assert torch.equal(new_opt.state[param]["exp_avg"], moments["exp_avg"])
+        else:
+            assert "down_proj" in name and param not in new_opt.state
+            if "generator_B" in name:
+                assert not param.any()  # the added module's delta starts at zero

@@ -102,7 +102,9 @@ def parse(argv=None):
                    help="start from the shipped generator's tensors (those of matching shape), from scratch, or from "
                         "a generator directory (e.g. an earlier run's <out>/<name>/generator); its gate, taps and value "
                         "source come with it")
-    p.add_argument("--target", default="o_proj", help="adapted module (e.g. down_proj)")
+    p.add_argument("--target", type=lambda text: [t for t in text.split(",") if t], default=["o_proj"],
+                   metavar="MODULE[,MODULE]", help="adapted modules (e.g. down_proj, or o_proj,down_proj); a module the "
+                   "loaded generator or checkpoint lacks starts fresh, its delta at zero")
     p.add_argument("--layers", type=layer_list, default=None,
                    help="adapt only these decoder layers: 'A-B' (inclusive) or 'A,B,C' (default: all)")
     p.add_argument("--normalization", default=None, help="override the shipped generator's normalisation")
@@ -196,7 +198,7 @@ def build(args):
     if not (source / "adapter_model.safetensors").is_file():
         raise SystemExit(f"--init {args.init}: no adapter_model.safetensors there (expected a generator directory)")
     kwargs = config_kwargs(args, json.loads((source / "adapter_config.json").read_text()))
-    config = GenerativeAdapterConfig(task_type="CAUSAL_LM", target_modules=[args.target], encoding="parallel",
+    config = GenerativeAdapterConfig(task_type="CAUSAL_LM", target_modules=args.target, encoding="parallel",
                                      layers_to_transform=args.layers, **kwargs)
     torch.manual_seed(args.seed)
     model = get_peft_model(base, config)
