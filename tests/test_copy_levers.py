@@ -222,8 +222,8 @@ def test_fact_capability_resumes_a_checkpoint_into_a_generator_that_adapts_one_m
     assert script.parse(["--name", "x"]).target == ["o_proj"]
 
     def trained(targets):
-        model = get_peft_model(tiny_model(), GenerativeAdapterConfig(target_modules=targets, key_dim=8, value_dim=8, window=64,
-                                                                      rank=4))
+        config = GenerativeAdapterConfig(target_modules=targets, key_dim=8, value_dim=8, rank=4, window=64)
+        model = get_peft_model(tiny_model(), config)
         params = [p for n, p in model.named_parameters() if "generator_" in n]
         return model, torch.optim.AdamW(params, lr=1e-3)
 

@@ -103,8 +103,8 @@ def parse(argv=None):
                         "a generator directory (e.g. an earlier run's <out>/<name>/generator); its gate, taps and value "
                         "source come with it")
     p.add_argument("--target", type=lambda text: [t for t in text.split(",") if t], default=["o_proj"],
-                   metavar="MODULE[,MODULE]", help="adapted modules (e.g. down_proj, or o_proj,down_proj); a module the "
-                   "loaded generator or checkpoint lacks starts fresh, its delta at zero")
+                   metavar="MODULE[,MODULE]", help="adapted modules (e.g. down_proj, or o_proj,down_proj); a module "
+                   "the loaded generator or checkpoint lacks starts fresh, its delta at zero")
     p.add_argument("--layers", type=layer_list, default=None,
                    help="adapt only these decoder layers: 'A-B' (inclusive) or 'A,B,C' (default: all)")
     p.add_argument("--normalization", default=None, help="override the shipped generator's normalisation")
