@@ -279,3 +279,48 @@ def test_a_short_context_keeps_only_its_own_directions_under_autocast(device, dt
         ctx = model.contextualize([SHORT], activate=False, progress=False)
     for key, (lora_a, _) in ctx.factors.items():
         assert int((lora_a[0].abs().sum(-1) > 0).sum()) == len(SHORT), key
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
+def test_the_copy_capability_script_trains_and_resumes_on_the_device(device, tmp_path):
+    """`examples/scripts/fact_capability.py --device`: its answer NLL on the device equals the CPU's, and a checkpoint
+    resumed there puts Adam's moments beside their parameters, so the next step runs (the copy curriculum on a GPU)."""
+    from .conftest import load_example_script
+
+    script = load_example_script("fact_capability")
+    assert script.parse(["--name", "x", "--device", device, "--max-steps", "3"]).max_steps == 3
+
+    def fresh():
+        config = pg.GenerativeAdapterConfig(task_type="CAUSAL_LM", key_dim=8, value_dim=8, rank=4, window=32)
+        model = randomize_generator(get_peft_model(tiny_model(), config))
+        for name, param in model.named_parameters():
+            param.requires_grad_("generator_" in name)
+        model = model.to(device)
+        return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+
+    rows = [(DOCS[1][:12], [-100] * 8 + DOCS[1][8:12]), (DOCS[0][:9], [-100] * 6 + DOCS[0][6:9])]
+    reference, _ = fresh()
+    reference = reference.to("cpu")
+    with reference.use_context(reference.contextualize([MORE], activate=False).rows([0, 0])):
+        want, want_count = script.answer_nll(reference, rows, 0)
+
+    model, optimizer = fresh()
+    ctx = model.contextualize([MORE], requires_grad=True, activate=False)
+    with model.use_context(ctx.rows([0, 0])):
+        nll, count = script.answer_nll(model, rows, 0)
+    assert nll.device.type == device and torch.equal(count.cpu(), want_count)
+    torch.testing.assert_close(nll.detach().cpu(), want, rtol=2e-3, atol=2e-3)
+    (nll.sum() / count.sum()).backward()
+    optimizer.step()
+    script.save(tmp_path, model, optimizer, {"step": 1, "cpu": 1.0, "wall": 1.0, "probes": []})
+
+    again, again_optimizer = fresh()
+    assert script.restore(tmp_path, again, again_optimizer)["step"] == 1
+    for param in again_optimizer.param_groups[0]["params"]:
+        assert again_optimizer.state[param]["exp_avg"].device == param.device
+    ctx = again.contextualize([MORE], requires_grad=True, activate=False)
+    with again.use_context(ctx.rows([0, 0])):
+        loss = script.answer_nll(again, rows, 0)[0].sum()
+    loss.backward()
+    again_optimizer.step()  # fails if a moment stayed on another device
+    assert all(torch.isfinite(p).all() for p in again_optimizer.param_groups[0]["params"])

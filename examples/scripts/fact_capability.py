@@ -20,6 +20,8 @@ documents of 2-4 name, place and word needles (`multi_needle`).
     python examples/scripts/fact_capability.py --name words_kconv --data words --key-conv 3 --cpu-budget 900
 
 Resumable: run the same command again after a kill and it continues from `<out>/<name>/` (safetensors + JSON).
+On a GPU (`--device cuda`) the process CPU time is not a fair clock; compare arms at equal steps (`--max-steps N`,
+with a `--cpu-budget` that does not stop them first).
 Results: `<out>/<name>/result.json` and the trained generator in `<out>/<name>/generator`; progress lines
 `PROBE {...}` (the NLL gap on 24 held-out documents).
 """
@@ -160,6 +162,9 @@ def parse(argv=None):
     p.add_argument("--n-eval", type=int, default=40, help="held-out fact documents (and as many needles)")
     p.add_argument("--eval-sets", type=choices(EVAL_SETS), default=None, metavar="SET,SET",
                    help=f"evaluate (and probe) only these held-out sets (default all: {', '.join(EVAL_SETS)})")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="also stop after N training steps in all (the budget to compare arms by on a GPU)")
+    p.add_argument("--device", default="cpu", help="where the model trains and answers (cpu, cuda, cuda:1, ...)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -220,7 +225,7 @@ def build(args):
     for name, param in model.named_parameters():
         param.requires_grad_("generator_" in name)
     tok.padding_side = "left"
-    return model, tok
+    return model.to(args.device), tok
 
 
 def grown(target: torch.Tensor, saved: torch.Tensor) -> torch.Tensor:
@@ -259,11 +264,12 @@ def train_document(index: int, args) -> dict:
 
 def answer_nll(model, rows, pad_id):
     """Summed NLL and count of the answer tokens per row; the LM head runs on those positions only."""
-    batch = pad_rows([r[0] for r in rows], pad_id, labels=[r[1] for r in rows])
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in pad_rows([r[0] for r in rows], pad_id, labels=[r[1] for r in rows]).items()}
     logits, target, row = generator_of(model).labelled_logits(batch["input_ids"], batch["attention_mask"],
                                                               batch["labels"])
     nll = F.cross_entropy(logits.float(), target, reduction="none")
-    per_row = torch.zeros(len(rows)).index_add(0, row, nll)
+    per_row = torch.zeros(len(rows), device=nll.device).index_add(0, row, nll)
     return per_row, torch.bincount(row, minlength=len(rows))
 
 
@@ -285,6 +291,7 @@ def generate(model, tok, prompts, context=None, max_new_tokens=10, batch=20):
         texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
                  for p in prompts[s: s + batch]]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(next(model.parameters()).device)
         rows = None if context is None else context.rows(list(range(s, s + len(texts))))
         out = model.generate(**enc, context=rows, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
                              pad_token_id=tok.pad_token_id)
@@ -417,7 +424,8 @@ def restore(run: Path, model, optimizer) -> dict:
     for key, value in tensors.items():
         if key.startswith("opt/"):
             _, i, name = key.split("/")
-            optimizer.state[params[int(i)]][name] = value.clone()
+            param = params[int(i)]  # Adam's moments live beside their parameter; its step count stays on the CPU
+            optimizer.state[param][name] = value.clone() if name == "step" else value.to(param.device, copy=True)
     return json.loads((run / "state.json").read_text())
 
 
@@ -461,7 +469,7 @@ def main(argv=None):
     if not state["probes"]:
         probe()
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    while state["cpu"] < args.cpu_budget:
+    while state["cpu"] < args.cpu_budget and (args.max_steps is None or state["step"] < args.max_steps):
         c0, w0 = time.process_time(), time.time()
         for group, lr in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr * decay_factor(state["cpu"], args.decay_from, args.cpu_budget)
