@@ -264,10 +264,10 @@ def train_document(index: int, args) -> dict:
 
 def answer_nll(model, rows, pad_id):
     """Summed NLL and count of the answer tokens per row; the LM head runs on those positions only."""
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in pad_rows([r[0] for r in rows], pad_id, labels=[r[1] for r in rows]).items()}
-    logits, target, row = generator_of(model).labelled_logits(batch["input_ids"], batch["attention_mask"],
-                                                              batch["labels"])
+    generator = generator_of(model)
+    padded = pad_rows([r[0] for r in rows], pad_id, labels=[r[1] for r in rows])
+    batch = {k: v.to(generator.device) for k, v in padded.items()}
+    logits, target, row = generator.labelled_logits(batch["input_ids"], batch["attention_mask"], batch["labels"])
     nll = F.cross_entropy(logits.float(), target, reduction="none")
     per_row = torch.zeros(len(rows), device=nll.device).index_add(0, row, nll)
     return per_row, torch.bincount(row, minlength=len(rows))
@@ -285,13 +285,12 @@ def flat(docs):
 
 @torch.no_grad()
 def generate(model, tok, prompts, context=None, max_new_tokens=10, batch=20):
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    eos, device = tok.convert_tokens_to_ids("<|im_end|>"), generator_of(model).device
     outs = []
     for s in range(0, len(prompts), batch):
         texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
                  for p in prompts[s: s + batch]]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = enc.to(next(model.parameters()).device)
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         rows = None if context is None else context.rows(list(range(s, s + len(texts))))
         out = model.generate(**enc, context=rows, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
                              pad_token_id=tok.pad_token_id)
