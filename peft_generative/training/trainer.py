@@ -30,6 +30,7 @@ from .collation import (
 )
 from .config import GenerativeAdapterTrainingConfig
 from .distillation import topk_kl
+from .sharding import average_gradients, configure_fsdp, enable_root_method, generator_state_dict
 from .shards import SHARDS_DIR, write_generator_shards
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class GenerativeAdapterTrainer(SFTTrainer):
             ) from exc
         tuner.set_tokenizer(processing_class)
         self._freeze(args.frozen_generator_parts)
+        # FSDP2: the base model sharded, the generator whole on every process (see sharding.py)
+        self.generator_replicated = configure_fsdp(self.accelerator, tuner)
 
     def _freeze(self, parts) -> None:
         """Keep the named generator tensors fixed (before the optimizer is built, so it never holds them)."""
@@ -102,11 +105,26 @@ class GenerativeAdapterTrainer(SFTTrainer):
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """The Trainer's save (checkpoints and the final model) and, with `generator_shard_mib`, the generator again as
         small files in `<output_dir>/generator_shards` (see `shards.py`)."""
-        super().save_model(output_dir, _internal_call=_internal_call)
+        if self.generator_replicated:
+            # FSDP: the generator is whole on every process, so the main process writes a normal generator
+            # directory as is, with no gathering of the sharded base (which the Trainer would do, or skip entirely
+            # under SHARDED_STATE_DICT); checkpoints also get FSDP's own sharded files for resuming
+            directory = output_dir or self.args.output_dir
+            self._save(directory, state_dict=generator_state_dict(self.tuner))
+            if self.args.push_to_hub and not _internal_call:
+                self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+        else:
+            super().save_model(output_dir, _internal_call=_internal_call)
         if self.args.generator_shard_mib is not None and self.args.should_save:
             directory = output_dir or self.args.output_dir
             write_generator_shards(directory, os.path.join(directory, SHARDS_DIR),
                                    int(self.args.generator_shard_mib * 2**20))
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.generator_replicated and self.accelerator.sync_gradients:
+            average_gradients(self.tuner.generator.parameters())  # FSDP leaves the generator's gradients to us
+        return loss
 
     # ---- data ----------------------------------------------------------------------------------------------------
     def _prepare_dataset(self, dataset, processing_class, args, packing, formatting_func, dataset_name):
@@ -209,9 +227,13 @@ class GenerativeAdapterTrainer(SFTTrainer):
         tokenizer's chunk prefix, exactly as at inference), so a mixed batch is encoded in two groups."""
         groups = [[i for i, c in enumerate(contexts) if not isinstance(c, str)],
                   [i for i, c in enumerate(contexts) if isinstance(c, str)]]
+        encode = self.tuner.contextualize
+        if self.generator_replicated:  # through FSDP's root forward, so its set-up runs before the encoding pass
+            enable_root_method(self.model, "contextualize")
+            encode = self.model.contextualize
         parts = [
-            self.tuner.contextualize([contexts[i] for i in group], tokenizer=self.processing_class,
-                                        requires_grad=torch.is_grad_enabled(), activate=False, progress=False)
+            encode([contexts[i] for i in group], tokenizer=self.processing_class,
+                   requires_grad=torch.is_grad_enabled(), activate=False, progress=False)
             for group in groups if group
         ]
         if len(parts) == 1:
