@@ -1,4 +1,5 @@
-"""The generator under accelerate's FSDP2: the frozen base model sharded, the generator whole on every process.
+"""The generator under accelerate's FSDP2 (the frozen base model sharded, the generator whole on every process) and
+DeepSpeed ZeRO-2 (ZeRO-3 is refused: see `configure_deepspeed`).
 
 A generator's tensors are used outside the forward of the decoder layer that holds them: contextualisation reads
 each adapted layer's input in a forward pre-hook and stops the pass there, and the LoRA factors (the SVD of each
@@ -56,7 +57,7 @@ def configure_fsdp(accelerator, tuner: GenerativeAdapterModel) -> bool:
             "The accelerate config asks for FSDP, but accelerate runs FSDP only on GPUs (and similar devices): on "
             "CPU processes (--use_cpu) it would quietly train with DDP, every process holding the whole base model. "
             "Launch CPU processes with `--multi_gpu` (DDP) instead, or run the FSDP config on GPUs (to try FSDP on "
-            "CPU processes anyway, e.g. to measure memory: `-m peft_generative.training.cpu_fsdp` in place of the "
+            "CPU processes anyway, e.g. to measure memory: `-m peft_generative.training.cpu_sharding` in place of the "
             "training script)."
         )
     plugin = getattr(accelerator.state, "fsdp_plugin", None)
@@ -115,3 +116,22 @@ def average_gradients(parameters: list[nn.Parameter]) -> None:
         else:
             p.grad.copy_(mean)
         offset += g.numel()
+
+
+
+def configure_deepspeed(accelerator) -> bool:
+    """DeepSpeed ZeRO-1/2 shard the optimizer state and the gradients; the parameters (the frozen base and the
+    generator) stay whole on every process, so the trainer runs unchanged. ZeRO-3 is refused (before
+    `accelerator.prepare`): it partitions the generator's tensors too, and contextualisation uses them outside
+    their module's forward, where ZeRO-3 has not gathered them. Returns whether DeepSpeed is on."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return False
+    if plugin.zero_stage == 3:
+        raise ShardingConfigError(
+            "DeepSpeed ZeRO-3 partitions the generator's tensors, which contextualisation uses outside their "
+            "module's forward (where ZeRO-3 has not gathered them: 'The size of tensor a (...) must match the size "
+            "of tensor b (0)'). To shard the frozen base model, use FSDP2 (examples/accelerate/fsdp.yaml); "
+            "DeepSpeed ZeRO-2 (examples/accelerate/deepspeed_zero2.yaml) shards optimizer state and gradients."
+        )
+    return True

@@ -30,7 +30,7 @@ from .collation import (
 )
 from .config import GenerativeAdapterTrainingConfig
 from .distillation import topk_kl
-from .sharding import average_gradients, configure_fsdp, enable_root_method, generator_state_dict
+from .sharding import average_gradients, configure_deepspeed, configure_fsdp, enable_root_method, generator_state_dict
 from .shards import SHARDS_DIR, write_generator_shards
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class GenerativeAdapterTrainer(SFTTrainer):
         self._freeze(args.frozen_generator_parts)
         # FSDP2: the base model sharded, the generator whole on every process (see sharding.py)
         self.generator_replicated = configure_fsdp(self.accelerator, tuner)
+        configure_deepspeed(self.accelerator)  # ZeRO-2; ZeRO-3 is refused with what to use instead
 
     def _freeze(self, parts) -> None:
         """Keep the named generator tensors fixed (before the optimizer is built, so it never holds them)."""
