@@ -14,6 +14,9 @@ distributed type with the launcher's plugin (as `AcceleratorState` does on a GPU
         --num_processes 2 --mixed_precision no -m peft_generative.training.cpu_sharding --config RECIPE.yaml --use_cpu true
 
 On GPUs, launch the training script itself (examples/accelerate/README.md); nothing here is needed there.
+
+`PEFT_GENERATIVE_KILL_AFTER_SAVE=N` (for the resume tests): the main process kills itself with SIGKILL right after
+checkpoint N is written, as a crashed machine would; the launcher then ends the other processes.
 """
 
 import logging
@@ -51,11 +54,26 @@ def allow_sharding_on_cpu() -> None:
     AcceleratorState.__init__ = init
 
 
+def kill_after_save(step: int):
+    """A callback that SIGKILLs the main process once the checkpoint of `step` is saved."""
+    import signal
+
+    from transformers import TrainerCallback
+
+    class KillAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step >= step and state.is_world_process_zero:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfterSave()
+
+
 if __name__ == "__main__":
     allow_sharding_on_cpu()
     from peft_generative.training.script import main, make_parser
 
+    kill = os.environ.get("PEFT_GENERATIVE_KILL_AFTER_SAVE")
     logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="%(message)s")
     logging.getLogger("peft_generative").setLevel(logging.INFO)
     script_args, training_args = make_parser().parse_args_and_config()
-    main(script_args, training_args)
+    main(script_args, training_args, callbacks=[kill_after_save(int(kill))] if kill else None)
