@@ -124,11 +124,15 @@ class Generator:
                         "training run or a corrupt file). Load another generator; the base model is fine."
                     )
 
-    def labelled_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+    def labelled_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                        position_ids: Optional[torch.Tensor] = None
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The LM head's logits at the positions that predict a labelled token (the head runs on those positions
-        only), under whatever context is active: `(logits (n, vocab), targets (n,), batch row of each (n,))`."""
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        only), under whatever context is active: `(logits (n, vocab), targets (n,), batch row of each (n,))`.
+        `attention_mask` is the usual `(batch, n)` padding mask or a prepared 4-D one (with `position_ids`, e.g.
+        several questions packed into one row: `peft_generative.training.question_packing`)."""
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           use_cache=False).last_hidden_state
         target = labels[:, 1:]
         picked = target != -100
         logits = self.model.get_output_embeddings()(hidden[:, :-1][picked])

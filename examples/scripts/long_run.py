@@ -1,0 +1,214 @@
+"""The long run of issue 41: one copy curriculum, started once and resumed whenever work starts again.
+
+Reads a config (examples/configs/long_run_smollm2.yaml): an output folder, the flags every stage shares, and stages
+of `fact_capability.py`, each started from the previous stage's generator. A stage with a `cpu_budget` runs until it
+has trained that many CPU seconds; the last stage may be open-ended (`cpu_budget: null`) and then trains in segments
+of `eval_every_cpu_s`. After every stage and segment the held-out sets are evaluated (by `fact_capability.py` at the
+end of its run) and one row (stage, step, training tokens so far, gold contained by set and answer kind for the own
+adapter, the control and prompting) is appended to `curve_log`; the plot of contained-by-kind against training tokens
+is redrawn. Each stage runs in a child process (a crash or a kill loses at most `--save-every` steps); run the same
+command again and it goes on where it stopped.
+
+    python examples/scripts/long_run.py --config examples/configs/long_run_smollm2.yaml
+    python examples/scripts/long_run.py --config examples/configs/long_run_smollm2.yaml --status
+    python examples/scripts/long_run.py --config examples/configs/long_run_smollm2.yaml --segments 1   # one more
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "fact_capability.py"
+CURVE_SETS = ("words", "words_one", "multi_needle", "words_unseen", "facts", "needle", "word_needle_bare",
+              "name_needle", "place_needle")
+
+
+def load_config(path: str) -> dict:
+    config = yaml.safe_load(Path(path).read_text())
+    stages = config.get("stages") or []
+    if not stages:
+        raise SystemExit(f"{path}: no stages")
+    for i, stage in enumerate(stages):
+        if "name" not in stage:
+            raise SystemExit(f"{path}: stage {i} has no name")
+        if stage.get("cpu_budget") is None and (i != len(stages) - 1 or not stage.get("eval_every_cpu_s")):
+            raise SystemExit(f"{path}: stage {stage['name']}: only the last stage may be open-ended, and it needs "
+                             "eval_every_cpu_s")
+    return config
+
+
+def stage_dir(config: dict, stage: dict) -> Path:
+    return Path(config["out"]) / stage["name"]
+
+
+def read_state(run: Path) -> dict:
+    path = run / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {"step": 0, "cpu": 0.0}
+
+
+def stage_argv(config: dict, index: int, budget: float) -> list[str]:
+    stages = config["stages"]
+    stage = stages[index]
+    init = config.get("init", "shipped") if index == 0 else str(stage_dir(config, stages[index - 1]) / "generator")
+    argv = ["--name", stage["name"], "--out", str(config["out"]), "--init", init, "--cpu-budget", f"{budget:g}",
+            "--threads", str(config.get("threads", 1)), *map(str, config.get("common", [])),
+            *map(str, stage.get("flags", []))]
+    if stage.get("cpu_budget") is not None and config.get("stage_eval_sets"):
+        argv += ["--eval-sets", config["stage_eval_sets"]]
+    return argv
+
+
+def next_budget(run: Path, every: float) -> float:
+    """The CPU budget of the open-ended stage's next segment: the next multiple of `every`, or the one already
+    reached when its evaluation is missing (the run was stopped while evaluating)."""
+    reached = math.floor(read_state(run).get("cpu", 0.0) / every) * every
+    if reached and not (run / f"result_{round(reached)}.json").exists():
+        return reached
+    return reached + every
+
+
+def run_segment(config: dict, index: int, budget: float) -> dict:
+    """Train stage `index` up to `budget` CPU seconds (resuming its checkpoint) and evaluate: its result."""
+    stage = config["stages"][index]
+    run = stage_dir(config, stage)
+    run.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, str(SCRIPT), *stage_argv(config, index, budget)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(config.get("threads", 1))}
+    print(f"[long run] {stage['name']}: training to {budget:g} CPU s", flush=True)
+    with open(run / "train.log", "a") as log:
+        done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"[long run] {stage['name']} stopped with exit code {done.returncode}: see {run / 'train.log'}")
+    result = json.loads((run / "result.json").read_text())
+    shutil.copyfile(run / "result.json", run / f"result_{round(budget)}.json")
+    return result
+
+
+def earlier_tokens(config: dict, index: int) -> int:
+    """Training tokens of the stages before `index` (from their state files)."""
+    return sum(read_state(stage_dir(config, s)).get("tokens", 0) for s in config["stages"][:index])
+
+
+def curve_row(config: dict, index: int, result: dict) -> dict:
+    stage = config["stages"][index]
+    row = {"stage": stage["name"], "step": result["steps"], "stage_cpu_s": result["train_cpu_s"],
+           "tokens": earlier_tokens(config, index) + (result.get("train_tokens") or 0), "sets": {}}
+    for name in CURVE_SETS:
+        if name not in result:
+            continue
+        own, control = result[name]["own"], result[name]["control"]
+        prompting = result.get(f"baselines_{name}", {}).get("prompting", {})
+        row["sets"][name] = {"own": own["contains"], "control": control["contains"],
+                             "prompting": prompting.get("contains"), "own_by_kind": own["by_kind"]["contains"],
+                             "prompting_by_kind": prompting.get("by_kind", {}).get("contains"),
+                             "nll_gap": round(result[name]["nll_gap"], 3)}
+    return row
+
+
+def append_row(path: Path, row: dict) -> None:
+    """One line per (stage, step); a repeated evaluation replaces its line."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = [r for r in rows if (r["stage"], r["step"]) != (row["stage"], row["step"])] + [row]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".tmp").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def plot(curve_log: Path, out: Path) -> None:
+    """Gold contained against training tokens: the words documents by answer kind, one entity and several needles a
+    document; prompting dashed, the control dotted."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted((json.loads(line) for line in curve_log.read_text().splitlines() if line.strip()),
+                  key=lambda r: r["tokens"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    words = [r for r in rows if "words" in r["sets"]]
+    kinds = sorted({k for r in words for k in r["sets"]["words"]["own_by_kind"]})
+    for kind in kinds:
+        xs = [r["tokens"] / 1e6 for r in words]
+        line, = axes[0].plot(xs, [r["sets"]["words"]["own_by_kind"].get(kind) for r in words], marker="o",
+                             label=kind)
+        prompting = words[-1]["sets"]["words"]["prompting_by_kind"] or {} if words else {}
+        if kind in prompting:
+            axes[0].axhline(prompting[kind], ls="--", color=line.get_color(), alpha=0.5)
+    if words:
+        axes[0].plot([r["tokens"] / 1e6 for r in words], [r["sets"]["words"]["control"] for r in words], ":",
+                     color="gray", label="control (all)")
+    axes[0].set_title("words documents: gold contained by kind (dashed: prompting)")
+    for name in ("words_one", "multi_needle", "words_unseen", "facts", "word_needle_bare"):
+        pts = [(r["tokens"] / 1e6, r["sets"][name]["own"]) for r in rows if name in r["sets"]]
+        if pts:
+            line, = axes[1].plot(*zip(*pts), marker="o", label=name)
+            last = next(r for r in reversed(rows) if name in r["sets"])["sets"][name]["prompting"]
+            if last is not None:
+                axes[1].axhline(last, ls="--", color=line.get_color(), alpha=0.5)
+    axes[1].set_title("held-out sets: gold contained (dashed: prompting)")
+    for ax in axes:
+        ax.set_xlabel("training tokens (millions)")
+        ax.set_ylabel("gold contained (%)")
+        ax.set_ylim(0, 105)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def status(config: dict) -> None:
+    for stage in config["stages"]:
+        run = stage_dir(config, stage)
+        state = read_state(run)
+        done = (run / "result.json").exists() and stage.get("cpu_budget") is not None and \
+            state.get("cpu", 0) >= stage["cpu_budget"]
+        print(f"{stage['name']:<20} step {state.get('step', 0):>6}  {state.get('cpu', 0):>8.0f} CPU s  "
+              f"{state.get('tokens', 0):>10} tokens  {'done' if done else ''}")
+    curve = Path(config["curve_log"])
+    if curve.exists():
+        lines = [line for line in curve.read_text().splitlines() if line.strip()]
+        if lines:
+            print("last evaluation:", lines[-1][:400])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--status", action="store_true", help="say where the run stands and stop")
+    p.add_argument("--segments", type=int, default=None, help="stop after this many segments of the last stage")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    if args.status:
+        status(config)
+        return
+    curve_log, figure = Path(config["curve_log"]), Path(config["plot"])
+    stages = config["stages"]
+    for index, stage in enumerate(stages):
+        run = stage_dir(config, stage)
+        if stage.get("cpu_budget") is not None:
+            finished = (run / "result.json").exists() and read_state(run).get("cpu", 0) >= stage["cpu_budget"]
+            if not finished:
+                result = run_segment(config, index, stage["cpu_budget"])
+                append_row(curve_log, curve_row(config, index, result))
+                plot(curve_log, figure)
+            continue
+        every, segments = float(stage["eval_every_cpu_s"]), 0
+        while args.segments is None or segments < args.segments:
+            result = run_segment(config, index, next_budget(run, every))
+            append_row(curve_log, curve_row(config, index, result))
+            plot(curve_log, figure)
+            segments += 1
+
+
+if __name__ == "__main__":
+    main()

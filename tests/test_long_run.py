@@ -1,0 +1,111 @@
+"""The long run's driver (examples/scripts/long_run.py) and the cheaper training step of fact_capability."""
+
+import json
+
+import pytest
+import torch
+
+from .conftest import load_example_script
+
+CONFIG = """
+out: {out}
+init: shipped
+common: [--bf16, --pack-questions]
+threads: 1
+stages:
+  - name: a
+    cpu_budget: 10
+    flags: [--data, needles]
+  - name: b
+    cpu_budget: null
+    eval_every_cpu_s: 100
+    flags: [--data, words]
+stage_eval_sets: words_one
+curve_log: {out}/curve.jsonl
+plot: {out}/curve.png
+"""
+
+
+def config(tmp_path, text=CONFIG):
+    path = tmp_path / "long.yaml"
+    path.write_text(text.format(out=tmp_path))
+    return load_example_script("long_run").load_config(str(path))
+
+
+def test_stages_chain_their_generators_and_share_the_common_flags(tmp_path):
+    script = load_example_script("long_run")
+    cfg = config(tmp_path)
+    first, second = script.stage_argv(cfg, 0, 10), script.stage_argv(cfg, 1, 200)
+    assert first[first.index("--init") + 1] == "shipped"
+    assert second[second.index("--init") + 1] == str(tmp_path / "a" / "generator")
+    assert "--bf16" in first and "--pack-questions" in second
+    assert first[first.index("--eval-sets") + 1] == "words_one"  # a short stage is judged on its few sets
+    assert "--eval-sets" not in second  # the long stage on all of them
+    assert second[second.index("--cpu-budget") + 1] == "200"
+    fc = load_example_script("fact_capability")
+    assert fc.parse(second).pack_questions and fc.parse(second).data == "words"  # flags fact_capability accepts
+
+
+def test_only_the_last_stage_may_be_open_ended(tmp_path):
+    text = CONFIG.replace("cpu_budget: 10", "cpu_budget: null")
+    with pytest.raises(SystemExit, match="only the last stage"):
+        config(tmp_path, text)
+
+
+def test_segments_resume_and_a_missing_evaluation_is_redone(tmp_path):
+    script = load_example_script("long_run")
+    run = tmp_path / "b"
+    assert script.next_budget(run, 100) == 100  # nothing trained yet
+    run.mkdir()
+    (run / "state.json").write_text(json.dumps({"step": 9, "cpu": 130.0}))
+    assert script.next_budget(run, 100) == 100  # stopped while evaluating at 100: evaluate, do not train on
+    (run / "result_100.json").write_text("{}")
+    assert script.next_budget(run, 100) == 200
+
+
+def result(contains, tokens, steps):
+    def part(own):
+        return {"own": {"contains": own, "by_kind": {"contains": {"name": own / 2, "word": own}}},
+                "control": {"contains": 1.0}, "nll_gap": 0.5}
+    return {"steps": steps, "train_cpu_s": 100 * steps, "train_tokens": tokens, "words": part(contains),
+            "words_one": part(contains + 10),
+            "baselines_words": {"prompting": {"contains": 60.0, "by_kind": {"contains": {"name": 50.0, "word": 70.0}}}}}
+
+
+def test_curve_rows_count_earlier_stages_tokens_and_replace_a_repeated_evaluation(tmp_path):
+    script = load_example_script("long_run")
+    cfg = config(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "state.json").write_text(json.dumps({"step": 5, "cpu": 10.0, "tokens": 1000}))
+    log = tmp_path / "curve.jsonl"
+    row = script.curve_row(cfg, 1, result(20.0, 500, 3))
+    assert row["tokens"] == 1500 and row["sets"]["words"]["prompting_by_kind"] == {"name": 50.0, "word": 70.0}
+    script.append_row(log, row)
+    script.append_row(log, script.curve_row(cfg, 1, result(30.0, 900, 6)))
+    script.append_row(log, script.curve_row(cfg, 1, result(31.0, 900, 6)))  # evaluated again
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6] and rows[-1]["sets"]["words"]["own"] == 31.0
+    script.plot(log, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+def test_bf16_step_keeps_an_fp32_generator_and_learns_the_same_loss():
+    """`--bf16`: the frozen base in bf16, the generator in fp32; the loss of the same documents stays within a few
+    percent of fp32's, packed or not."""
+    fc = load_example_script("fact_capability")
+    flags = ["--name", "x", "--data", "words", "--word-entities", "1-2", "--key-conv", "2", "--value-lookahead", "1"]
+    args32 = fc.parse(flags)
+    model, tok = fc.build(args32)
+    docs = [fc.train_document(i, args32) for i in range(2)]
+    with torch.no_grad():
+        reference = fc.training_loss(model, tok, docs, args32).item()
+        packed = fc.training_loss(model, tok, docs, fc.parse(flags + ["--pack-questions"])).item()
+    assert packed == pytest.approx(reference, rel=1e-4)
+    args16 = fc.parse(flags + ["--bf16", "--pack-questions", "--attention", "eager"])
+    model16, _ = fc.build(args16)
+    dtypes = {("generator_" in n, p.dtype) for n, p in model16.named_parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
+    with torch.no_grad():
+        cheap = fc.training_loss(model16, tok, docs, args16).item()
+    assert cheap == pytest.approx(reference, rel=0.03)
+    assert fc.data_tokens(tok, docs) > sum(len(d["questions"]) for d in docs) * 20
