@@ -662,3 +662,26 @@ def test_an_unreachable_source_gives_a_clear_error_naming_where_to_put_the_file(
     err = capsys.readouterr().err
     assert "error: Could not download bigbench==1.0.0" in err and str(tmp_path / "raw") in err
     assert "Traceback" not in err
+
+
+def test_the_retired_bigbench_archive_stops_the_build_at_once_naming_prose_recall(tmp_path, capsys):
+    """BIG-bench's archive can no longer be downloaded: without a cached copy, --knowledge (and --all, and
+    --pretraining, which drops the knowledge passages) stop before anything is built, with no download attempt,
+    naming what to build instead and where a copy would be used."""
+    from peft_generative.data import cache
+
+    assert cache.SOURCES["bigbench"].retired and not cache.bigbench_cached(tmp_path)
+    for flags in (["--knowledge"], ["--all"], ["--pretraining"]):
+        code = cli_main([*flags, "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 1 and "can no longer be downloaded" in err and "--prose_recall" in err, err
+        assert str(tmp_path / "raw") in err and "Traceback" not in err
+        assert not (tmp_path / "out").exists()  # nothing was built
+    with pytest.raises(cache.DownloadError, match="prose_recall"):
+        cache.fetch("bigbench", tmp_path)
+    # a cached copy is still used as it is
+    member = tmp_path / "extracted" / cache.BIGBENCH_KNOWLEDGE_MEMBER
+    member.parent.mkdir(parents=True)
+    make_knowledge_task(member)
+    assert cache.bigbench_cached(tmp_path)
+    assert cli_main(["--knowledge", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path), "--no-progress"]) == 0

@@ -124,6 +124,21 @@ def _words_options(parser: argparse.ArgumentParser, args: argparse.Namespace, bu
     return options
 
 
+def _check_bigbench(wanted: list[str], args: argparse.Namespace) -> None:
+    """Stop before building anything when a dataset needs the retired BIG-bench archive and it is not cached."""
+    from .cache import SOURCES, bigbench_cached, raw_dir
+
+    source = SOURCES["bigbench"]
+    needs = [d for d in wanted if d == "knowledge" or (d == "pretraining" and not args.no_exclude)]
+    if needs and source.retired and not bigbench_cached(args.data_dir):
+        flags = " ".join(f"--{d}" for d in wanted if d != "knowledge")
+        raise DownloadError(
+            f"{', '.join(needs)}: {source.retired} (here: `{flags + ' ' if flags else ''}--prose_recall"
+            f"{' --no-exclude' if 'pretraining' in wanted else ''}`); or put a copy of {source.pattern} (SHA-256 "
+            f"{source.sha256}) into {raw_dir(args.data_dir)} and run again: a file found there is used as it is."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -152,6 +167,7 @@ def _main(argv: list[str] | None = None) -> int:
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be a positive number of passages, got {getattr(args, flag)}")
     words_options = _words_options(parser, args, build_words)
+    _check_bigbench(wanted + ([WORDS] if build_words else []), args)
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     print(f"[peft_generative.data] data cache: {Path(root).expanduser() if root else data_dir()}", file=sys.stderr)
     results = build_all(args.out, wanted, seed=args.seed, data_root=root, exclude_eval_passages=not args.no_exclude,

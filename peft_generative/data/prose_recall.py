@@ -540,13 +540,10 @@ def _drop_paragraphs(text: str, drop: frozenset[str]) -> str:
 
 def _cached_knowledge_passages(data_root: PathLike | None) -> list[str] | None:
     """The knowledge passages if the BIG-bench archive (or its extracted task) is already in the cache; no download."""
-    from .cache import BIGBENCH_KNOWLEDGE_MEMBER, SOURCES, _find, data_dir, raw_dir
+    from .cache import bigbench_cached
     from .knowledge import knowledge_passages
 
-    base = Path(data_root).expanduser() if data_root else data_dir()
-    raw = raw_dir(data_root)
-    if not ((base / "extracted" / BIGBENCH_KNOWLEDGE_MEMBER).is_file()
-            or (raw.is_dir() and _find(raw, SOURCES["bigbench"].pattern) is not None)):
+    if not bigbench_cached(data_root):
         return None
     return knowledge_passages(data_root=data_root)
 
