@@ -17,6 +17,10 @@ PYTHON=${PYTHON:-.venv/bin/python}
 KIT=${KIT:-device_kit}
 REMOTE_PYTHON=${REMOTE_PYTHON:-3.12}
 PACKAGES=(trl datasets dill multiprocess gguf peft)
+# DeepSpeed for the sharded stage, where this machine has it (the `deepspeed` extra): its dependencies as wheels, and
+# deepspeed itself (an sdist) built here into a pure-Python wheel
+DEEPSPEED=$("$PYTHON" -c "import importlib.metadata as m; print(m.version('deepspeed'))" 2>/dev/null || true)
+[ -n "$DEEPSPEED" ] && PACKAGES+=(hjson msgpack py-cpuinfo einops ninja)
 
 if [ ! -x "$PYTHON" ]; then
   echo "device_prepare: $PYTHON not found; run scripts/setup.sh first (or set PYTHON)" >&2
@@ -34,6 +38,12 @@ echo "device_prepare: downloading ${pins[*]} for Python $REMOTE_PYTHON"
 "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version "$REMOTE_PYTHON" \
   --implementation cp --abi "cp${REMOTE_PYTHON/./}" --platform manylinux_2_28_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$KIT.tmp/wheels" "${pins[@]}"
+
+if [ -n "$DEEPSPEED" ]; then
+  echo "device_prepare: building deepspeed==$DEEPSPEED (pure Python; its ops build on the GPU machine when used)"
+  "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$KIT.tmp/wheels" "deepspeed==$DEEPSPEED"
+  pins+=("deepspeed==$DEEPSPEED")
+fi
 
 echo "device_prepare: copying the default model's config and tokenizer"
 model_dir=$("$PYTHON" -c "from peft_generative.default_model import default_model_path; print(default_model_path())")
