@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from datasets import load_dataset
 from trl import TrlParser
 
@@ -47,6 +48,11 @@ class ScriptArguments:
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Base model (default: SmolLM2-135M)."})
     attn_implementation: Optional[str] = field(
         default=None, metadata={"help": "Base model attention: sdpa, eager, ... (default: transformers' choice)."}
+    )
+    dtype: str = field(
+        default="float32", metadata={"help": "Base model weights: float32, bfloat16 (a 7B base on GPUs) or float16; "
+                                             "the generator stays float32 (peft keeps adapter weights in fp32).",
+                                     "choices": ["float32", "bfloat16", "float16"]}
     )
     init_generator: Optional[str] = field(default=None, metadata={"help": "Continue from a saved generator."})
     target_modules: list[str] = field(default_factory=lambda: ["o_proj"], metadata={"help": "Modules to adapt."})
@@ -131,7 +137,10 @@ def main(script_args: ScriptArguments, training_args: GenerativeAdapterTrainingC
          callbacks: Optional[list] = None) -> GenerativeAdapterTrainer:
     """Train as the arguments say (resuming from the last complete checkpoint of `output_dir`), save the final
     generator into `<output_dir>/final` and return the trainer; `callbacks`: more `TrainerCallback`s."""
-    base, tokenizer = load_base_model(script_args.model_name_or_path,
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if script_args.dtype not in dtypes:
+        raise ValueError(f"--dtype {script_args.dtype!r}: choose one of {', '.join(dtypes)}.")
+    base, tokenizer = load_base_model(script_args.model_name_or_path, dtype=dtypes[script_args.dtype],
                                       attn_implementation=script_args.attn_implementation)
     files = {"train": script_args.train_file}
     if script_args.eval_file:
