@@ -33,6 +33,10 @@ common options:
   --target_modules NAME [...]     modules to adapt (default o_proj)
   --key_dim N / --value_dim N / --rank N    sizes of the generator's state and of the generated adapter
   --use_cpu true                  train on CPU even when a GPU is present
+  --dtype bfloat16                base model weights (default float32; the generator stays float32)
+
+several GPUs: accelerate launch --config_file examples/accelerate/fsdp.yaml -m peft_generative.cli train ...
+(docs/distributed.md)
 
 other:
   --help-all                      every accepted option (generator fields, TRL SFTConfig, TrainingArguments)
@@ -44,7 +48,7 @@ Needs the `train` extra: pip install "peft-generative[train]".
 # the options SHORT_HELP names (a test checks that the full parser accepts each)
 SHORT_HELP_OPTIONS = ("config", "train_file", "eval_file", "output_dir", "model_name_or_path", "init_generator",
                       "max_steps", "learning_rate", "per_device_train_batch_size", "save_steps", "target_modules",
-                      "key_dim", "value_dim", "rank", "use_cpu")
+                      "key_dim", "value_dim", "rank", "use_cpu", "dtype")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
