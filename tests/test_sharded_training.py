@@ -183,10 +183,14 @@ def test_fsdp_settings_that_cannot_train_a_generator_are_refused(tokenizer, monk
         configure_fsdp(accelerator_with(fsdp_plugin=None), tuner)
 
 
-def test_deepspeed_zero3_is_refused_with_what_to_use_instead():
+def test_deepspeed_zero3_is_refused_with_what_to_use_instead(monkeypatch):
     from peft_generative.training.sharding import ShardingConfigError, configure_deepspeed
 
     assert not configure_deepspeed(accelerator_with())
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # a DeepSpeed config launched on CPU processes
+    with pytest.raises(ShardingConfigError, match="quietly train with DDP"):
+        configure_deepspeed(accelerator_with())
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
     assert configure_deepspeed(accelerator_with(deepspeed_plugin=SimpleNamespace(zero_stage=2)))
     with pytest.raises(ShardingConfigError, match="fsdp.yaml"):
         configure_deepspeed(accelerator_with(deepspeed_plugin=SimpleNamespace(zero_stage=3)))

@@ -42,24 +42,29 @@ def generator_state_dict(tuner: GenerativeAdapterModel) -> dict[str, torch.Tenso
             if tuner.prefix in name}
 
 
-def fsdp_requested_but_off(accelerator) -> bool:
-    """`accelerate launch` with an FSDP config exports ACCELERATE_USE_FSDP, but accelerate turns FSDP on only for
-    GPU-like devices: with `--use_cpu` it quietly runs DDP instead."""
-    return (os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-            and getattr(accelerator.state, "fsdp_plugin", None) is None)
+def requested_but_off(accelerator, kind: str) -> bool:
+    """`accelerate launch` with an FSDP (DeepSpeed) config exports ACCELERATE_USE_FSDP (ACCELERATE_USE_DEEPSPEED),
+    but accelerate turns them on only for GPU-like devices: with `--use_cpu` it quietly runs DDP instead."""
+    env, plugin = {"FSDP": ("ACCELERATE_USE_FSDP", "fsdp_plugin"),
+                   "DeepSpeed": ("ACCELERATE_USE_DEEPSPEED", "deepspeed_plugin")}[kind]
+    return os.environ.get(env, "false").lower() == "true" and getattr(accelerator.state, plugin, None) is None
+
+
+def _quietly_ddp(kind: str) -> ShardingConfigError:
+    return ShardingConfigError(
+        f"The accelerate config asks for {kind}, but accelerate runs {kind} only on GPUs (and similar devices): on "
+        "CPU processes (--use_cpu) it would quietly train with DDP, every process holding the whole base model. "
+        f"Launch CPU processes with `--multi_gpu` (DDP) instead, or run the {kind} config on GPUs (to try it on "
+        "CPU processes anyway, e.g. to measure memory: `-m peft_generative.training.cpu_sharding` in place of the "
+        "training script)."
+    )
 
 
 def configure_fsdp(accelerator, tuner: GenerativeAdapterModel) -> bool:
     """Check the FSDP plugin (before `accelerator.prepare`) and keep the generator's tensors out of the sharding.
     Returns whether FSDP is on."""
-    if fsdp_requested_but_off(accelerator):
-        raise ShardingConfigError(
-            "The accelerate config asks for FSDP, but accelerate runs FSDP only on GPUs (and similar devices): on "
-            "CPU processes (--use_cpu) it would quietly train with DDP, every process holding the whole base model. "
-            "Launch CPU processes with `--multi_gpu` (DDP) instead, or run the FSDP config on GPUs (to try FSDP on "
-            "CPU processes anyway, e.g. to measure memory: `-m peft_generative.training.cpu_sharding` in place of the "
-            "training script)."
-        )
+    if requested_but_off(accelerator, "FSDP"):
+        raise _quietly_ddp("FSDP")
     plugin = getattr(accelerator.state, "fsdp_plugin", None)
     if plugin is None:
         return False
@@ -124,6 +129,8 @@ def configure_deepspeed(accelerator) -> bool:
     generator) stay whole on every process, so the trainer runs unchanged. ZeRO-3 is refused (before
     `accelerator.prepare`): it partitions the generator's tensors too, and contextualisation uses them outside
     their module's forward, where ZeRO-3 has not gathered them. Returns whether DeepSpeed is on."""
+    if requested_but_off(accelerator, "DeepSpeed"):
+        raise _quietly_ddp("DeepSpeed")
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is None:
         return False
