@@ -106,7 +106,9 @@ def run(mode: str, args: argparse.Namespace, work: Path, extra: list[str]) -> li
     out = work / mode
     out.mkdir(parents=True, exist_ok=True)
     cpu = args.device == "cpu"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", *LAUNCHERS[mode], "--num_processes",
+    # one process (a machine with one GPU): `ddp` is plain training, which accelerate refuses to launch as multi-GPU
+    launcher = [] if mode == "ddp" and args.processes == 1 else LAUNCHERS[mode]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "--num_processes",
            str(args.processes), "--num_machines", "1", "--mixed_precision", "no" if cpu else "bf16",
            "--dynamo_backend", "no", "--main_process_port", "0", __file__, "--worker", str(out),
            "--train_file", str(work / "train.jsonl"), "--output_dir", str(out / "run"), "--max_steps", str(args.steps),
@@ -134,6 +136,14 @@ def max_abs_diff(a: Path, b: Path) -> float:
     return max((ta[k].float() - tb[k].float()).abs().max().item() for k in ta)
 
 
+def largest_b(directory: Path) -> float:
+    """The largest |B| of a generator: B starts at zero, so 0 means it was not trained."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(directory / "adapter_model.safetensors")
+    return max(t.float().abs().max().item() for k, t in tensors.items() if "generator_B" in k)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         return worker(sys.argv[2], sys.argv[3:])
@@ -151,7 +161,7 @@ def main() -> None:
     args = parser.parse_args()
     checkpointing = args.gradient_checkpointing == "on" or args.device == "cuda"
     extra = ["--gradient_checkpointing", "true" if checkpointing else "false"]
-    results, diffs = {}, {}
+    results, diffs, trained = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -159,11 +169,13 @@ def main() -> None:
         for mode in args.modes:
             results[mode] = run(mode, args, work, extra)
             diffs[mode] = max_abs_diff(work / mode / "run" / "final", work / args.modes[0] / "run" / "final")
+            trained[mode] = largest_b(work / mode / "run" / "final")
     fields = ("param_mib", "generator_mib", "rss_prepared_mib", "peak_train_mib", "peak_total_mib")
     if args.device == "cuda":
         fields += ("cuda_peak_mib",)
     print("final generators, largest difference to " + args.modes[0] + ": " +
-          ", ".join(f"{mode} {diff:.3g}" for mode, diff in diffs.items()))
+          ", ".join(f"{mode} {diff:.3g}" for mode, diff in diffs.items()) +
+          "; largest |B| (0: untrained): " + ", ".join(f"{mode} {b:.3g}" for mode, b in trained.items()))
     print("| mode | rank | " + " | ".join(fields) + " |")
     print("|---|---|" + "---|" * len(fields))
     for mode, ranks in results.items():
@@ -173,6 +185,7 @@ def main() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"device": args.device, "processes": args.processes, "steps": args.steps,
                                               "gradient_checkpointing": checkpointing, "max_abs_diff": diffs,
+                                              "largest_b": trained,
                                               "malloc_mmap_threshold": None if args.default_malloc else MIB,
                                               **results}, indent=1))
 
