@@ -13,8 +13,8 @@
 # answering vs prompting, decode overhead, 8 batched contexts, the training step), train (a few steps of
 # examples/configs/gpu_facts_replay_smollm2.yaml: tokens/s and peak memory at the recipe's sizes), sharded (issue
 # 42: examples/scripts/sharded_memory.py, the generator trained under DDP, FSDP2 and, where deepspeed imports,
-# DeepSpeed ZeRO-2 through `accelerate launch` with examples/accelerate's configs, bf16 and gradient checkpointing,
-# on up to 2 GPUs: peak memory per process and the largest difference between the modes' generators).
+# DeepSpeed ZeRO-2 and ZeRO-3 through `accelerate launch` with examples/accelerate's configs, bf16 and gradient
+# checkpointing, on up to 2 GPUs: peak memory per process and the largest difference between the modes' generators).
 # Writes $OUT/device_check.json and $OUT/device_check.md (and $OUT/bench/bench.{json,md}; with KEEP_GENERATOR=1 the
 # trained generator's files in $OUT/generator) even when stages fail.
 # Exit codes: 0 every stage passed (or was skipped), 1 a stage failed or ran out of time, 2 a usage error.
@@ -133,14 +133,14 @@ default_model_path as p; print(p())"); else TRAIN_MODEL=$WORK/model-$MODEL; fi
   fi
 
   SHARDED_MODES=(ddp fsdp)
-  "$PYTHON" -c "import deepspeed" > /dev/null 2>&1 && SHARDED_MODES+=(zero2)
+  "$PYTHON" -c "import deepspeed" > /dev/null 2>&1 && SHARDED_MODES+=(zero2 zero3)
   if [ "$DEVICE" = cuda ]; then
     GPUS=$("$PYTHON" -c "import torch; print(max(1, min(2, torch.cuda.device_count())))" 2>/dev/null || echo 1)
     SHARDED_ARGS=(--device cuda --processes "$GPUS")
   else
     SHARDED_ARGS=(--device cpu --processes 2 --steps 2)
   fi
-  stage sharded 150 "$PYTHON" examples/scripts/sharded_memory.py --model "$TRAIN_MODEL" --modes "${SHARDED_MODES[@]}" \
+  stage sharded 240 "$PYTHON" examples/scripts/sharded_memory.py --model "$TRAIN_MODEL" --modes "${SHARDED_MODES[@]}" \
     "${SHARDED_ARGS[@]}" --work "$WORK/sharded" --out "$(next_file sharded json)"
 else
   skip bench "no model (see the model stage)"

@@ -13,7 +13,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install --quiet "torch==2.13.0"
 fi
 .venv/bin/pip install --quiet -e ".[dev]"
-# DeepSpeed (the `deepspeed` extra, for its ZeRO-2 tests on CPU processes): an sdist, built against the torch above
+# DeepSpeed (the `deepspeed` extra, for its ZeRO-2/3 tests on CPU processes): an sdist, built against the torch above
 # (--no-build-isolation; otherwise pip would fetch a CUDA torch to build it). Optional: without it those tests skip.
 .venv/bin/pip install --quiet --no-build-isolation "deepspeed>=0.17" \
   || echo "setup: deepspeed was not installed; the DeepSpeed tests will be skipped" >&2

@@ -1,4 +1,4 @@
-"""The generator under accelerate's FSDP2 and DeepSpeed ZeRO-2, on two CPU processes (gloo), against one process.
+"""The generator under accelerate's FSDP2 and DeepSpeed ZeRO-2/3, on two CPU processes (gloo), against one process.
 
 accelerate turns FSDP/DeepSpeed on only for GPUs, so the launched script is `peft_generative.training.cpu_sharding`
 (the training script with accelerate's CPU gate lifted; everything else is the real code path). Tiny random Llama,
@@ -136,15 +136,26 @@ def test_fsdp_with_a_bf16_base_and_mixed_precision_trains_an_fp32_generator_like
 
 
 @pytest.mark.slow
-def test_deepspeed_zero2_two_processes_train_like_one(setup):
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_two_processes_train_like_one(setup, stage):
     pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (the `deepspeed` extra; scripts/setup.sh "
                                             "installs it with --no-build-isolation)")
-    out = setup.root / "zero2"
-    result = launch("deepspeed_zero2.yaml", out, setup.files)
+    out = setup.root / f"zero{stage}"
+    result = launch(f"deepspeed_zero{stage}.yaml", out, setup.files)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "world_size=2" in result.stdout
-    assert (out / "checkpoint-2" / "global_step2").is_dir()  # DeepSpeed's own checkpoint (ZeRO-sharded optimizer)
+    # DeepSpeed's own checkpoint (ZeRO-partitioned optimizer state and, under ZeRO-3, model states) for resuming
+    assert sorted(p.name for p in (out / "checkpoint-2" / "global_step2").iterdir() if "optim_states" in p.name) == [
+        f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt" for rank in (0, 1)]
     assert_same_generator(generator(out / "final"), generator(setup.reference / "final"))
+    assert_same_generator(generator(out / "checkpoint-2"), generator(setup.reference / "checkpoint-2"))
+    if stage == 3:  # killed (SIGKILL) right after checkpoint 2 and started again: it resumes from DeepSpeed's files
+        killed = setup.root / "zero3_killed"
+        result = launch("deepspeed_zero3.yaml", killed, setup.files, env={"PEFT_GENERATIVE_KILL_AFTER_SAVE": "2"})
+        assert result.returncode != 0 and not (killed / "final").exists()
+        result = launch("deepspeed_zero3.yaml", killed, setup.files)
+        assert result.returncode == 0 and "resuming from" in result.stdout, result.stderr[-4000:]
+        assert_same_generator(generator(killed / "final"), generator(out / "final"), atol=0.0)
 
 
 # ---- settings the generator cannot train under: refused before anything is prepared -------------------------------
@@ -183,14 +194,27 @@ def test_fsdp_settings_that_cannot_train_a_generator_are_refused(tokenizer, monk
         configure_fsdp(accelerator_with(fsdp_plugin=None), tuner)
 
 
-def test_deepspeed_zero3_is_refused_with_what_to_use_instead(monkeypatch):
-    from peft_generative.training.sharding import ShardingConfigError, configure_deepspeed
+def test_a_deepspeed_config_on_cpu_processes_is_refused_and_zero3_keeps_the_generator_whole(tokenizer, monkeypatch):
+    from peft import get_peft_model
 
-    assert not configure_deepspeed(accelerator_with())
+    from peft_generative.training.sharding import ShardingConfigError, configure_deepspeed
+    from peft_generative.tuner import tuner_of
+
+    from .test_trainer import gen_config
+
+    tuner = tuner_of(get_peft_model(small_base(tokenizer), gen_config()))
+    assert configure_deepspeed(accelerator_with(), tuner) == 0
+    zero2 = SimpleNamespace(zero_stage=2, deepspeed_config={"zero_optimization": {"stage": 2}})
+    assert configure_deepspeed(accelerator_with(deepspeed_plugin=zero2), tuner) == 2
+    assert "stage3_param_persistence_threshold" not in zero2.deepspeed_config["zero_optimization"]
+    # ZeRO-3: every generator tensor at most the persistence threshold (kept whole); a larger threshold is kept
+    zero3 = SimpleNamespace(zero_stage=3, deepspeed_config={"zero_optimization": {"stage": 3}})
+    assert configure_deepspeed(accelerator_with(deepspeed_plugin=zero3), tuner) == 3
+    largest = max(p.numel() for p in tuner.generator.parameters())
+    assert zero3.deepspeed_config["zero_optimization"]["stage3_param_persistence_threshold"] == largest
+    zero3.deepspeed_config["zero_optimization"]["stage3_param_persistence_threshold"] = 10**6
+    configure_deepspeed(accelerator_with(deepspeed_plugin=zero3), tuner)
+    assert zero3.deepspeed_config["zero_optimization"]["stage3_param_persistence_threshold"] == 10**6
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # a DeepSpeed config launched on CPU processes
     with pytest.raises(ShardingConfigError, match="quietly train with DDP"):
-        configure_deepspeed(accelerator_with())
-    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
-    assert configure_deepspeed(accelerator_with(deepspeed_plugin=SimpleNamespace(zero_stage=2)))
-    with pytest.raises(ShardingConfigError, match="fsdp.yaml"):
-        configure_deepspeed(accelerator_with(deepspeed_plugin=SimpleNamespace(zero_stage=3)))
+        configure_deepspeed(accelerator_with(), tuner)

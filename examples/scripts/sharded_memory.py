@@ -1,8 +1,8 @@
-"""Memory per process of generator training under FSDP2 against DDP (and DeepSpeed ZeRO-2), on CPU processes (what
+"""Memory per process of generator training under FSDP2 against DDP (and DeepSpeed ZeRO-2/3), on CPU processes (what
 a CPU machine can check of the memory plan in docs/distributed.md) or on GPUs.
 
     python examples/scripts/sharded_memory.py --processes 2 --steps 3 --out runs/sharded_memory.json
-    python examples/scripts/sharded_memory.py --device cuda --processes 8 --modes ddp fsdp zero2 --out ...
+    python examples/scripts/sharded_memory.py --device cuda --processes 8 --modes ddp fsdp zero2 zero3 --out ...
 
 Runs `peft-generative train`'s script for a few steps on the default model (SmolLM2-135M-Instruct, fp32) under
 `accelerate launch --multi_gpu` (DDP) and under examples/accelerate/fsdp.yaml (FSDP2; on CPU processes through
@@ -24,7 +24,8 @@ allocator keeps. glibc raises its mmap threshold after large frees, and then kee
 (a layer's weights, gathered and freed at every forward and backward) in its heap: without a fixed threshold the
 FSDP processes measured ~1.2 GiB more peak than with one. The workers therefore run with
 `MALLOC_MMAP_THRESHOLD_=1048576` (blocks of 1 MiB and more are given back to the system when freed) unless the
-environment sets it; `--default-malloc` leaves glibc's default. On a GPU, `scripts/device_check.sh` measures the same with `torch.cuda.max_memory_allocated`.
+environment sets it; `--default-malloc` leaves glibc's default. On a GPU, `scripts/device_check.sh` measures the
+same with `torch.cuda.max_memory_allocated`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def status(field: str) -> float:
 
 
 def local_bytes(tensor) -> int:
-    """The bytes this process holds of a parameter (its shard of an FSDP DTensor)."""
+    """The bytes this process holds of a parameter (its shard of an FSDP DTensor or of a ZeRO-3 parameter)."""
+    if getattr(tensor, "ds_tensor", None) is not None and tensor.numel() == 0:
+        tensor = tensor.ds_tensor  # a partitioned ZeRO-3 parameter
     local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
     return local.numel() * local.element_size()
 
@@ -99,7 +102,8 @@ def write_text_file(path: Path, documents: int = 60) -> None:
 
 LAUNCHERS = {"ddp": ["--multi_gpu"],
              "fsdp": ["--config_file", str(ROOT / "examples/accelerate/fsdp.yaml")],
-             "zero2": ["--config_file", str(ROOT / "examples/accelerate/deepspeed_zero2.yaml")]}
+             "zero2": ["--config_file", str(ROOT / "examples/accelerate/deepspeed_zero2.yaml")],
+             "zero3": ["--config_file", str(ROOT / "examples/accelerate/deepspeed_zero3.yaml")]}
 
 
 def run(mode: str, args: argparse.Namespace, work: Path, extra: list[str]) -> list[dict]:

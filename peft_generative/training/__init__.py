@@ -3,7 +3,7 @@
 `config` (GenerativeAdapterTrainingConfig), `trainer` (GenerativeAdapterTrainer, an SFTTrainer), `collation` (dataset
 preparation, batches, the `Objective` of each row), `script` (the `peft-generative train` entry point),
 `checkpoints` (which checkpoint to resume from), `shards` (a saved generator as files of limited size, and back),
-`sharding` (the generator under accelerate's FSDP2 and DeepSpeed ZeRO-2), `cpu_sharding` (those on CPU processes,
+`sharding` (the generator under accelerate's FSDP2 and DeepSpeed ZeRO), `cpu_sharding` (those on CPU processes,
 for tests and measurements),
 `context_perplexity` (held-out perplexity and its callback), `interpolation` (WiSE-FT weight averaging of two
 generators).

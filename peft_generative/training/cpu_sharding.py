@@ -10,8 +10,9 @@ distributed type with the launcher's plugin (as `AcceleratorState` does on a GPU
 
     ACCELERATE_USE_CPU=true accelerate launch --config_file examples/accelerate/fsdp.yaml --num_processes 2 \
         --mixed_precision no -m peft_generative.training.cpu_sharding --config RECIPE.yaml --use_cpu true
-    DS_ACCELERATOR=cpu ACCELERATE_USE_CPU=true accelerate launch --config_file examples/accelerate/deepspeed_zero2.yaml \
-        --num_processes 2 --mixed_precision no -m peft_generative.training.cpu_sharding --config RECIPE.yaml --use_cpu true
+    DS_ACCELERATOR=cpu ACCELERATE_USE_CPU=true accelerate launch \
+        --config_file examples/accelerate/deepspeed_zero3.yaml --num_processes 2 --mixed_precision no \
+        -m peft_generative.training.cpu_sharding --config RECIPE.yaml --use_cpu true
 
 On GPUs, launch the training script itself (examples/accelerate/README.md); nothing here is needed there.
 

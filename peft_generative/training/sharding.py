@@ -1,5 +1,5 @@
-"""The generator under accelerate's FSDP2 (the frozen base model sharded, the generator whole on every process) and
-DeepSpeed ZeRO-2 (ZeRO-3 is refused: see `configure_deepspeed`).
+"""The generator under accelerate's FSDP2 and DeepSpeed ZeRO-2/3: the frozen base model sharded (FSDP2, ZeRO-3), the
+generator whole on every process (its gradients and optimizer state sharded under ZeRO).
 
 A generator's tensors are used outside the forward of the decoder layer that holds them: contextualisation reads
 each adapted layer's input in a forward pre-hook and stops the pass there, and the LoRA factors (the SVD of each
@@ -10,7 +10,7 @@ config says, and contextualisation runs as an FSDP forward method of the root mo
 so FSDP's root set-up happens before the first encoding pass.
 
 Only FSDP2 (`fsdp_version: 2`, torch's `fully_shard`) is supported; FSDP1 flattens a unit's parameters and gathers
-them only through the root's forward, which the encoding pass bypasses.
+them only through the root's forward, which the encoding pass bypasses. DeepSpeed ZeRO-3: see `configure_deepspeed`.
 """
 
 from __future__ import annotations
@@ -35,11 +35,20 @@ def generator_modules(tuner: GenerativeAdapterModel) -> list[nn.Module]:
     return modules
 
 
-def generator_state_dict(tuner: GenerativeAdapterModel) -> dict[str, torch.Tensor]:
-    """The generator's tensors by their names in the peft model (what `save_pretrained` keeps), detached."""
+def generator_state_dict(tuner: GenerativeAdapterModel, deepspeed: bool = False) -> dict[str, torch.Tensor]:
+    """The generator's tensors by their names in the peft model (what `save_pretrained` keeps), detached. With
+    `deepspeed`, DeepSpeed's fp32 master weights (`safe_get_full_fp32_param`; a collective: every process calls
+    it), not the model's bf16 copies."""
+    if deepspeed:
+        from deepspeed.utils import safe_get_full_fp32_param
+
     prefix = "base_model.model."
-    return {f"{prefix}{name}": tensor.detach() for name, tensor in tuner.model.named_parameters()
-            if tuner.prefix in name}
+    state = {}
+    for name, tensor in tuner.model.named_parameters():
+        if tuner.prefix in name:
+            master = safe_get_full_fp32_param(tensor) if deepspeed else None
+            state[f"{prefix}{name}"] = (master if master is not None else tensor).detach()
+    return state
 
 
 def requested_but_off(accelerator, kind: str) -> bool:
@@ -124,21 +133,31 @@ def average_gradients(parameters: list[nn.Parameter]) -> None:
 
 
 
-def configure_deepspeed(accelerator) -> bool:
-    """DeepSpeed ZeRO-1/2 shard the optimizer state and the gradients; the parameters (the frozen base and the
-    generator) stay whole on every process, so the trainer runs unchanged. ZeRO-3 is refused (before
-    `accelerator.prepare`): it partitions the generator's tensors too, and contextualisation uses them outside
-    their module's forward, where ZeRO-3 has not gathered them. Returns whether DeepSpeed is on."""
+def configure_deepspeed(accelerator, tuner: GenerativeAdapterModel) -> int:
+    """DeepSpeed (before `accelerator.prepare`); returns the ZeRO stage (0: no DeepSpeed). ZeRO-1/2 shard the
+    optimizer state and the gradients; the parameters stay whole on every process, so nothing changes. ZeRO-3
+    partitions the parameters too, and gathers each only in its own module's forward, which the generator's tensors
+    are used outside of: they are made ZeRO-3 "persistent" parameters (`stage3_param_persistence_threshold` at least
+    the largest generator tensor; the base's norms and biases under that size stay whole too), which DeepSpeed
+    gathers again after every step, and `gather_persistent` gathers them before the first."""
     if requested_but_off(accelerator, "DeepSpeed"):
         raise _quietly_ddp("DeepSpeed")
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is None:
-        return False
+        return 0
     if plugin.zero_stage == 3:
-        raise ShardingConfigError(
-            "DeepSpeed ZeRO-3 partitions the generator's tensors, which contextualisation uses outside their "
-            "module's forward (where ZeRO-3 has not gathered them: 'The size of tensor a (...) must match the size "
-            "of tensor b (0)'). To shard the frozen base model, use FSDP2 (examples/accelerate/fsdp.yaml); "
-            "DeepSpeed ZeRO-2 (examples/accelerate/deepspeed_zero2.yaml) shards optimizer state and gradients."
-        )
-    return True
+        zero = plugin.deepspeed_config.setdefault("zero_optimization", {})
+        largest = max(p.numel() for p in tuner.generator.parameters())
+        threshold = zero.get("stage3_param_persistence_threshold", "auto")
+        if threshold == "auto" or int(threshold) < largest:
+            zero["stage3_param_persistence_threshold"] = largest
+    return int(plugin.zero_stage)
+
+
+def gather_persistent(parameters: list[nn.Parameter]) -> None:
+    """ZeRO-3: gather the generator's (persistent) tensors where DeepSpeed has not yet (before the first step)."""
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    missing = [p for p in parameters if getattr(p, "ds_status", None) == ZeroParamStatus.NOT_AVAILABLE]
+    if missing:
+        missing[0].all_gather(param_list=missing)

@@ -30,7 +30,8 @@ from .collation import (
 )
 from .config import GenerativeAdapterTrainingConfig
 from .distillation import topk_kl
-from .sharding import average_gradients, configure_deepspeed, configure_fsdp, enable_root_method, generator_state_dict
+from .sharding import (average_gradients, configure_deepspeed, configure_fsdp, enable_root_method, gather_persistent,
+                       generator_state_dict)
 from .shards import SHARDS_DIR, write_generator_shards
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class GenerativeAdapterTrainer(SFTTrainer):
         self._freeze(args.frozen_generator_parts)
         # FSDP2: the base model sharded, the generator whole on every process (see sharding.py)
         self.generator_replicated = configure_fsdp(self.accelerator, tuner)
-        configure_deepspeed(self.accelerator)  # ZeRO-2; ZeRO-3 is refused with what to use instead
+        self.zero_stage = configure_deepspeed(self.accelerator, tuner)  # ZeRO-3: the generator stays whole too
 
     def _freeze(self, parts) -> None:
         """Keep the named generator tensors fixed (before the optimizer is built, so it never holds them)."""
@@ -106,12 +107,13 @@ class GenerativeAdapterTrainer(SFTTrainer):
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """The Trainer's save (checkpoints and the final model) and, with `generator_shard_mib`, the generator again as
         small files in `<output_dir>/generator_shards` (see `shards.py`)."""
-        if self.generator_replicated:
-            # FSDP: the generator is whole on every process, so the main process writes a normal generator
-            # directory as is, with no gathering of the sharded base (which the Trainer would do, or skip entirely
-            # under SHARDED_STATE_DICT); checkpoints also get FSDP's own sharded files for resuming
+        if self.generator_replicated or self.zero_stage:
+            # FSDP, DeepSpeed: the main process writes a normal generator directory of the generator alone (whole on
+            # every process; DeepSpeed's fp32 master weights), with no gathering of the sharded base (which the
+            # Trainer would do, or skip under SHARDED_STATE_DICT / without zero3_save_16bit_model); checkpoints also
+            # get FSDP's or DeepSpeed's own sharded files for resuming
             directory = output_dir or self.args.output_dir
-            self._save(directory, state_dict=generator_state_dict(self.tuner))
+            self._save(directory, state_dict=generator_state_dict(self.tuner, deepspeed=bool(self.zero_stage)))
             if self.args.push_to_hub and not _internal_call:
                 self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
         else:
@@ -229,6 +231,8 @@ class GenerativeAdapterTrainer(SFTTrainer):
         groups = [[i for i, c in enumerate(contexts) if not isinstance(c, str)],
                   [i for i, c in enumerate(contexts) if isinstance(c, str)]]
         encode = self.tuner.contextualize
+        if self.zero_stage == 3:
+            gather_persistent(self.tuner.generator.parameters())
         if self.generator_replicated:  # through FSDP's root forward, so its set-up runs before the encoding pass
             enable_root_method(self.model, "contextualize")
             encode = self.model.contextualize
