@@ -40,10 +40,18 @@ def test_stages_chain_their_generators_and_share_the_common_flags(tmp_path):
     assert second[second.index("--init") + 1] == str(tmp_path / "a" / "generator")
     assert "--bf16" in first and "--pack-questions" in second
     assert first[first.index("--eval-sets") + 1] == "words_one"  # a short stage is judged on its few sets
-    assert "--eval-sets" not in second  # the long stage on all of them
+    assert "--eval-sets" not in second  # the long stage on all of them (or on `long_eval_sets`)
     assert second[second.index("--cpu-budget") + 1] == "200"
     fc = load_example_script("fact_capability")
     assert fc.parse(second).pack_questions and fc.parse(second).data == "words"  # flags fact_capability accepts
+
+
+def test_the_demo_is_an_evaluation_set_of_its_own():
+    fc = load_example_script("fact_capability")
+    (demo,) = fc.eval_sets(30, 0, ("demo",))["demo"]
+    assert "Quillmoor" in demo["context"] and len(demo["questions"]) == 6
+    assert fc.parse(["--name", "x", "--eval-sets", "words,demo,prose_recall"]).eval_sets == ("words", "demo",
+                                                                                           "prose_recall")
 
 
 def test_only_the_last_stage_may_be_open_ended(tmp_path):
@@ -52,15 +60,32 @@ def test_only_the_last_stage_may_be_open_ended(tmp_path):
         config(tmp_path, text)
 
 
-def test_segments_resume_and_a_missing_evaluation_is_redone(tmp_path):
+def test_segments_resume_and_their_generators_are_evaluated_beside_the_training(tmp_path):
     script = load_example_script("long_run")
+    cfg = config(tmp_path)
     run = tmp_path / "b"
     assert script.next_budget(run, 100) == 100  # nothing trained yet
     run.mkdir()
     (run / "state.json").write_text(json.dumps({"step": 9, "cpu": 130.0}))
-    assert script.next_budget(run, 100) == 100  # stopped while evaluating at 100: evaluate, do not train on
-    (run / "result_100.json").write_text("{}")
     assert script.next_budget(run, 100) == 200
+    evaluations = script.SegmentEvaluations(cfg, 1)
+    (run / "generator").mkdir()
+    (run / "generator" / "training_state.json").write_text(json.dumps({"step": 8, "cpu": 101.5, "tokens": 700}))
+    evaluations.snapshot(100)
+    assert evaluations.snapshots() == [100] and (run / "gen_100" / "training_state.json").exists()
+    argv = evaluations.argv(100)
+    assert argv[argv.index("--init") + 1] == str(run / "gen_100") and "--eval-only" in argv
+    fc = load_example_script("fact_capability")
+    assert fc.parse(argv).eval_only
+    with pytest.raises(SystemExit):
+        fc.parse(["--name", "x", "--eval-only"])  # nothing to evaluate but the shipped generator: refused
+    # an evaluation that finished (here: written by hand) becomes a row of the curve, once
+    evaluations.result_path(100).parent.mkdir(parents=True)
+    evaluations.result_path(100).write_text(json.dumps(result(25.0, 700, 8)))
+    evaluations.step()
+    assert evaluations.running is None and (run / "result_100.json").exists()
+    rows = [json.loads(line) for line in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["step"]) for r in rows] == [("b", 8)] and (tmp_path / "curve.png").exists()
 
 
 def result(contains, tokens, steps):
@@ -109,3 +134,22 @@ def test_bf16_step_keeps_an_fp32_generator_and_learns_the_same_loss():
         cheap = fc.training_loss(model16, tok, docs, args16).item()
     assert cheap == pytest.approx(reference, rel=0.03)
     assert fc.data_tokens(tok, docs) > sum(len(d["questions"]) for d in docs) * 20
+
+
+def test_a_segment_trains_without_evaluating_and_its_generator_is_evaluated_alone(tmp_path):
+    """`--no-final-eval` saves the generator with its training state and stops; `--eval-only` evaluates that
+    directory as it is (here on the demo: one document, six questions) and reports the steps it was trained for."""
+    fc = load_example_script("fact_capability")
+    common = ["--out", str(tmp_path), "--bf16", "--attention", "eager", "--pack-questions", "--data", "words",
+              "--docs-per-step", "2", "--key-conv", "2", "--value-lookahead", "1", "--probe-every", "1000",
+              "--eval-sets", "demo"]
+    fc.main(["--name", "train", "--max-steps", "1", "--no-final-eval", *common])
+    generator = tmp_path / "train" / "generator"
+    progress = json.loads((generator / "training_state.json").read_text())
+    assert progress["step"] == 1 and progress["tokens"] > 100
+    assert not (tmp_path / "train" / "result.json").exists()
+    fc.main(["--name", "evaluated", "--init", str(generator), "--eval-only", *common])
+    result = json.loads((tmp_path / "evaluated" / "result.json").read_text())
+    assert result["steps"] == 1 and result["train_tokens"] == progress["tokens"]
+    assert len(result["demo"]["own"]["predictions"]) == 6
+    assert not (tmp_path / "evaluated" / "checkpoint.safetensors").exists()  # evaluating trains nothing

@@ -85,6 +85,10 @@ def count_range(text: str) -> tuple[int, int]:
 
 EVAL_SETS = ("facts", "needle", "words", "words_unseen", "word_needle", "word_needle_bare", "words_one",
              "name_needle_bare", "name_needle", "place_needle", "multi_needle")
+# only when asked by --eval-sets: real prose cloze (the first 40 test passages of data/prose_recall, built by
+# `python -m peft_generative.data --prose_recall`) and the bundled demo document with its six questions
+FILE_SETS = ("prose_recall", "demo")
+PROSE_RECALL = Path("data/prose_recall/test.eval.jsonl")
 
 
 def choices(allowed: tuple[str, ...]):
@@ -163,10 +167,17 @@ def parse(argv=None):
     p.add_argument("--probe-every", type=int, default=40)
     p.add_argument("--save-every", type=int, default=10)
     p.add_argument("--n-eval", type=int, default=40, help="held-out fact documents (and as many needles)")
-    p.add_argument("--eval-sets", type=choices(EVAL_SETS), default=None, metavar="SET,SET",
-                   help=f"evaluate (and probe) only these held-out sets (default all: {', '.join(EVAL_SETS)})")
+    p.add_argument("--eval-sets", type=choices(EVAL_SETS + FILE_SETS), default=None, metavar="SET,SET",
+                   help=f"evaluate (and probe) only these held-out sets (default all: {', '.join(EVAL_SETS)}; also "
+                        f"{', '.join(FILE_SETS)}: 40 real prose passages of {PROSE_RECALL} and the bundled demo)")
     p.add_argument("--max-steps", type=int, default=None, metavar="N",
                    help="also stop after N training steps in all (the budget to compare arms by on a GPU)")
+    p.add_argument("--no-final-eval", action="store_true",
+                   help="train to the budget, save the checkpoint and the generator (with its training_state.json), "
+                        "and stop without evaluating (evaluate it elsewhere with --eval-only, e.g. on another core)")
+    p.add_argument("--eval-only", action="store_true",
+                   help="evaluate the --init generator directory as it is, no training (its training_state.json, "
+                        "when present, gives the steps, CPU seconds and tokens it was trained for)")
     p.add_argument("--device", default="cpu", help="where the model trains and answers (cpu, cuda, cuda:1, ...)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--bf16", action="store_true",
@@ -182,6 +193,8 @@ def parse(argv=None):
                         "rows, fewer tokens)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.eval_only and (args.no_final_eval or args.init in ("shipped", "fresh")):
+        p.error("--eval-only evaluates a generator directory given with --init, and cannot skip its evaluation")
     if not 0.0 <= args.words_share <= 1.0:
         p.error(f"--words-share must be a share in [0, 1], got {args.words_share:g}")
     if not 0.0 <= args.value_first <= 1.0:
@@ -396,7 +409,23 @@ def eval_sets(n: int, seed: int, names: tuple[str, ...] = EVAL_SETS) -> dict[str
                  "name_needle": lambda i: word_needle_document("test", i, seed, subject="name"),
                  "place_needle": lambda i: word_needle_document("test", i, seed, subject="place"),
                  "multi_needle": lambda i: multi_needle_document("test", i, seed)}
-    return {name: [documents[name](i) for i in range(n)] for name in names}  # only the sets asked are built
+    documents.update({name: None for name in FILE_SETS})
+    return {name: file_set(name) if name in FILE_SETS else [documents[name](i) for i in range(n)]
+            for name in names}  # only the sets asked are built
+
+
+def file_set(name: str) -> list[dict]:
+    """`prose_recall`: the first 40 test passages (135 cloze questions, as in docs/results.md); `demo`: the bundled
+    Quillmoor document and its six questions (one document: its control is its own adapter)."""
+    if name == "prose_recall":
+        if not PROSE_RECALL.is_file():
+            raise SystemExit(f"{PROSE_RECALL} is missing: build it with `python -m peft_generative.data --prose_recall "
+                             "--out data` (offline, from the pretraining corpora's packages)")
+        return [json.loads(line) for line in PROSE_RECALL.read_text().splitlines()[:40]]
+    assets = shipped_generator_path().parent
+    questions = json.loads((assets / "quillmoor_questions.json").read_text())
+    return [{"id": "quillmoor", "context": (assets / "quillmoor.txt").read_text(),
+             "questions": [{**q, "type": "demo", "kind": "demo"} for q in questions]}]
 
 
 def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:
@@ -498,7 +527,10 @@ def main(argv=None):
         groups.append({"params": taps, "lr": args.conv_lr or args.lr})
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     state = {"step": 0, "cpu": 0.0, "wall": 0.0, "tokens": 0, "probes": []}
-    if (run / "checkpoint.safetensors").exists():
+    if args.eval_only:
+        saved = Path(args.init) / "training_state.json"
+        state.update(json.loads(saved.read_text()) if saved.exists() else {})
+    elif (run / "checkpoint.safetensors").exists():
         state = restore(run, model, optimizer)
         print(f"resumed at step {state['step']} ({state['cpu']:.0f} CPU s)", flush=True)
     sets = eval_sets(args.n_eval, args.seed, args.eval_sets or EVAL_SETS)
@@ -520,10 +552,11 @@ def main(argv=None):
         state["probes"].append(entry)
         print("PROBE", json.dumps(entry), flush=True)
 
-    if not state["probes"]:
+    if not state["probes"] and not args.eval_only:
         probe()
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    while state["cpu"] < args.cpu_budget and (args.max_steps is None or state["step"] < args.max_steps):
+    while not args.eval_only and state["cpu"] < args.cpu_budget and (args.max_steps is None or
+                                                                     state["step"] < args.max_steps):
         c0, w0 = time.process_time(), time.time()
         for group, lr in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr * decay_factor(state["cpu"], args.decay_from, args.cpu_budget)
@@ -545,8 +578,13 @@ def main(argv=None):
             probe()
         if state["step"] % args.save_every == 0:
             save(run, model, optimizer, state)
-    save(run, model, optimizer, state)
-    model.save_pretrained(str(run / "generator"))  # a generator directory: `peft-generative eval --generator ...`
+    if not args.eval_only:
+        save(run, model, optimizer, state)
+        model.save_pretrained(str(run / "generator"))  # a generator directory: `peft-generative eval --generator ...`
+        progress = {k: state.get(k) for k in ("step", "cpu", "wall", "tokens")}
+        (run / "generator" / "training_state.json").write_text(json.dumps(progress, indent=1))
+    if args.no_final_eval:
+        return
     model.eval()
     result = {"args": vars(args), "steps": state["step"], "train_cpu_s": round(state["cpu"]),
               "train_tokens": state.get("tokens"),

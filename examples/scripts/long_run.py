@@ -30,7 +30,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "fact_capability.py"
 CURVE_SETS = ("words", "words_one", "multi_needle", "words_unseen", "facts", "needle", "word_needle_bare",
-              "name_needle", "place_needle")
+              "name_needle", "place_needle", "prose_recall", "demo")
 
 
 def load_config(path: str) -> dict:
@@ -63,35 +63,108 @@ def stage_argv(config: dict, index: int, budget: float) -> list[str]:
     argv = ["--name", stage["name"], "--out", str(config["out"]), "--init", init, "--cpu-budget", f"{budget:g}",
             "--threads", str(config.get("threads", 1)), *map(str, config.get("common", [])),
             *map(str, stage.get("flags", []))]
-    if stage.get("cpu_budget") is not None and config.get("stage_eval_sets"):
-        argv += ["--eval-sets", config["stage_eval_sets"]]
+    sets = config.get("stage_eval_sets") if stage.get("cpu_budget") is not None else config.get("long_eval_sets")
+    if sets:
+        argv += ["--eval-sets", sets]
     return argv
 
 
 def next_budget(run: Path, every: float) -> float:
-    """The CPU budget of the open-ended stage's next segment: the next multiple of `every`, or the one already
-    reached when its evaluation is missing (the run was stopped while evaluating)."""
-    reached = math.floor(read_state(run).get("cpu", 0.0) / every) * every
-    if reached and not (run / f"result_{round(reached)}.json").exists():
-        return reached
-    return reached + every
+    """The CPU budget of the open-ended stage's next segment: the next multiple of `every`."""
+    return (math.floor(read_state(run).get("cpu", 0.0) / every) + 1) * every
 
 
-def run_segment(config: dict, index: int, budget: float) -> dict:
-    """Train stage `index` up to `budget` CPU seconds (resuming its checkpoint) and evaluate: its result."""
+def run_segment(config: dict, index: int, budget: float, evaluate: bool = True) -> dict | None:
+    """Train stage `index` up to `budget` CPU seconds (resuming its checkpoint) and, with `evaluate`, evaluate it
+    in the same process: its result."""
     stage = config["stages"][index]
     run = stage_dir(config, stage)
     run.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, str(SCRIPT), *stage_argv(config, index, budget)]
+    if not evaluate:
+        argv.append("--no-final-eval")
     env = {**os.environ, "OMP_NUM_THREADS": str(config.get("threads", 1))}
     print(f"[long run] {stage['name']}: training to {budget:g} CPU s", flush=True)
     with open(run / "train.log", "a") as log:
         done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
         raise SystemExit(f"[long run] {stage['name']} stopped with exit code {done.returncode}: see {run / 'train.log'}")
+    if not evaluate:
+        return None
     result = json.loads((run / "result.json").read_text())
     shutil.copyfile(run / "result.json", run / f"result_{round(budget)}.json")
     return result
+
+
+class SegmentEvaluations:
+    """The open-ended stage's evaluations, each in a child process of its own beside the training (the second core):
+    the generator of every finished segment is kept as `gen_<cpu>` and evaluated by `fact_capability.py --eval-only`
+    into `<out>/<stage>_eval_<cpu>/result.json`; one runs at a time, the others wait their turn. After a stop, the
+    snapshots whose evaluation is missing are evaluated again."""
+
+    def __init__(self, config: dict, index: int):
+        self.config, self.index = config, index
+        self.stage = config["stages"][index]
+        self.run = stage_dir(config, self.stage)
+        self.running: tuple[int, subprocess.Popen] | None = None
+        self.harvested: set[int] = set()
+
+    def snapshots(self) -> list[int]:
+        return sorted(int(p.name[len("gen_"):]) for p in self.run.glob("gen_*") if p.name[len("gen_"):].isdigit())
+
+    def result_path(self, budget: int) -> Path:
+        return Path(self.config["out"]) / f"{self.stage['name']}_eval_{budget}" / "result.json"
+
+    def snapshot(self, every: float) -> None:
+        """Keep the generator saved at the end of the last segment as gen_<segment budget>."""
+        saved = self.run / "generator" / "training_state.json"
+        if not saved.exists():
+            return
+        budget = round(math.floor(json.loads(saved.read_text())["cpu"] / every) * every)
+        if budget and not (self.run / f"gen_{budget}").exists():
+            shutil.copytree(self.run / "generator", self.run / f"gen_{budget}.tmp", dirs_exist_ok=True)
+            os.replace(self.run / f"gen_{budget}.tmp", self.run / f"gen_{budget}")
+
+    def argv(self, budget: int) -> list[str]:
+        config = self.config
+        argv = ["--name", f"{self.stage['name']}_eval_{budget}", "--out", str(config["out"]), "--init",
+                str(self.run / f"gen_{budget}"), "--eval-only", "--threads", "1",
+                *map(str, config.get("common", [])), *map(str, self.stage.get("flags", []))]
+        if config.get("long_eval_sets"):
+            argv += ["--eval-sets", config["long_eval_sets"]]
+        return argv
+
+    def step(self, wait: bool = False) -> None:
+        """Harvest a finished evaluation (its row, the plot) and start the next missing one."""
+        if self.running is not None:
+            budget, process = self.running
+            if wait:
+                process.wait()
+            if process.poll() is None:
+                return
+            self.running = None
+            if process.returncode != 0:
+                print(f"[long run] evaluation at {budget} CPU s failed ({process.returncode}); retried on the next "
+                      "start", flush=True)
+                self.harvested.add(budget)
+        for budget in self.snapshots():
+            path = self.result_path(budget)
+            if path.exists() and budget not in self.harvested:
+                shutil.copyfile(path, self.run / f"result_{budget}.json")
+                append_row(Path(self.config["curve_log"]),
+                           curve_row(self.config, self.index, json.loads(path.read_text())))
+                plot(Path(self.config["curve_log"]), Path(self.config["plot"]))
+                self.harvested.add(budget)
+        waiting = [b for b in self.snapshots() if not self.result_path(b).exists() and b not in self.harvested]
+        if waiting and self.running is None:
+            budget = waiting[0]
+            log = open(self.result_path(budget).parent.parent / f"{self.stage['name']}_eval_{budget}.log", "a")
+            print(f"[long run] evaluating the generator at {budget} CPU s beside the training", flush=True)
+            process = subprocess.Popen([sys.executable, str(SCRIPT), *self.argv(budget)], stdout=log,
+                                       stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            self.running = (budget, process)
+            if wait:
+                self.step(wait=True)
 
 
 def earlier_tokens(config: dict, index: int) -> int:
@@ -203,11 +276,22 @@ def main(argv=None):
                 plot(curve_log, figure)
             continue
         every, segments = float(stage["eval_every_cpu_s"]), 0
-        while args.segments is None or segments < args.segments:
-            result = run_segment(config, index, next_budget(run, every))
-            append_row(curve_log, curve_row(config, index, result))
-            plot(curve_log, figure)
-            segments += 1
+        evaluations = SegmentEvaluations(config, index)
+        try:
+            while args.segments is None or segments < args.segments:
+                evaluations.snapshot(every)
+                evaluations.step()
+                run_segment(config, index, next_budget(run, every), evaluate=False)
+                segments += 1
+            evaluations.snapshot(every)
+            evaluations.step(wait=True)
+            while evaluations.running is not None or any(not evaluations.result_path(b).exists()
+                                                         and b not in evaluations.harvested
+                                                         for b in evaluations.snapshots()):
+                evaluations.step(wait=True)
+        finally:
+            if evaluations.running is not None and evaluations.running[1].poll() is None:
+                evaluations.running[1].terminate()
 
 
 if __name__ == "__main__":
