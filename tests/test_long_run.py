@@ -153,3 +153,19 @@ def test_a_segment_trains_without_evaluating_and_its_generator_is_evaluated_alon
     assert result["steps"] == 1 and result["train_tokens"] == progress["tokens"]
     assert len(result["demo"]["own"]["predictions"]) == 6
     assert not (tmp_path / "evaluated" / "checkpoint.safetensors").exists()  # evaluating trains nothing
+
+
+def test_the_shipped_long_run_config_gives_fact_capability_valid_stages():
+    from pathlib import Path
+
+    script = load_example_script("long_run")
+    fc = load_example_script("fact_capability")
+    path = Path(__file__).resolve().parent.parent / "examples" / "configs" / "curricula" / "long_run_smollm2.yaml"
+    cfg = script.load_config(str(path))
+    for index, _ in enumerate(cfg["stages"]):
+        args = fc.parse(script.stage_argv(cfg, index, 100))
+        assert args.bf16 and args.pack_questions and args.attention == "eager"
+    final = cfg["stages"][-1]
+    assert final["cpu_budget"] is None
+    evaluations = script.SegmentEvaluations(cfg, len(cfg["stages"]) - 1)
+    assert set(fc.parse(evaluations.argv(7200)).eval_sets) >= {"words", "multi_needle", "prose_recall", "demo"}

@@ -1,6 +1,6 @@
 """The long run of issue 41: one copy curriculum, started once and resumed whenever work starts again.
 
-Reads a config (examples/configs/long_run_smollm2.yaml): an output folder, the flags every stage shares, and stages
+Reads a config (examples/configs/curricula/long_run_smollm2.yaml): an output folder, the flags every stage shares, and stages
 of `fact_capability.py`, each started from the previous stage's generator. A stage with a `cpu_budget` runs until it
 has trained that many CPU seconds; the last stage may be open-ended (`cpu_budget: null`) and then trains in segments
 of `eval_every_cpu_s`. After every stage and segment the held-out sets are evaluated (by `fact_capability.py` at the
@@ -9,9 +9,9 @@ adapter, the control and prompting) is appended to `curve_log`; the plot of cont
 is redrawn. Each stage runs in a child process (a crash or a kill loses at most `--save-every` steps); run the same
 command again and it goes on where it stopped.
 
-    python examples/scripts/long_run.py --config examples/configs/long_run_smollm2.yaml
-    python examples/scripts/long_run.py --config examples/configs/long_run_smollm2.yaml --status
-    python examples/scripts/long_run.py --config examples/configs/long_run_smollm2.yaml --segments 1   # one more
+    python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml
+    python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml --status
+    python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml --segments 1   # one more
 """
 
 from __future__ import annotations
