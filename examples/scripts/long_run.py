@@ -1,7 +1,7 @@
 """The long run of issue 41: one copy curriculum, started once and resumed whenever work starts again.
 
-Reads a config (examples/configs/curricula/long_run_smollm2.yaml): an output folder, the flags every stage shares, and stages
-of `fact_capability.py`, each started from the previous stage's generator. A stage with a `cpu_budget` runs until it
+Reads a config (examples/configs/curricula/long_run_smollm2.yaml): an output folder, the flags every stage shares,
+and stages of `fact_capability.py`, each started from the previous stage's generator. A stage with a `cpu_budget` runs until it
 has trained that many CPU seconds; the last stage may be open-ended (`cpu_budget: null`) and then trains in segments
 of `eval_every_cpu_s`. After every stage and segment the held-out sets are evaluated (by `fact_capability.py` at the
 end of its run) and one row (stage, step, training tokens so far, gold contained by set and answer kind for the own
@@ -11,7 +11,7 @@ command again and it goes on where it stopped.
 
     python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml
     python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml --status
-    python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml --segments 1   # one more
+    python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml --segments 1
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def run_segment(config: dict, index: int, budget: float, evaluate: bool = True) 
     with open(run / "train.log", "a") as log:
         done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"[long run] {stage['name']} stopped with exit code {done.returncode}: see {run / 'train.log'}")
+        raise SystemExit(f"[long run] {stage['name']} stopped with exit code {done.returncode}: "
+                         f"see {run / 'train.log'}")
     if not evaluate:
         return None
     result = json.loads((run / "result.json").read_text())
@@ -232,7 +233,8 @@ def plot(curve_log: Path, out: Path) -> None:
         ax.set_xlabel("training tokens (millions)")
         ax.set_ylabel("gold contained (%)")
         ax.set_ylim(0, 105)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

@@ -67,7 +67,8 @@ def measure(name: str, flags: list[str], threads: int, steps: int, init: str) ->
     torch.set_num_threads(threads)
     args, model, tok, params, optimizer = make(flags, init)
     train_step(args, model, tok, params, optimizer, 0)  # warm-up (allocations, first-call dispatch)
-    tokens = sum(fc.data_tokens(tok, [fc.train_document(s * 8 + j, args) for j in range(8)]) for s in range(1, steps + 1))
+    tokens = sum(fc.data_tokens(tok, [fc.train_document(s * 8 + j, args) for j in range(8)])
+                 for s in range(1, steps + 1))
     c0, w0 = time.process_time(), time.perf_counter()
     for s in range(1, steps + 1):
         train_step(args, model, tok, params, optimizer, s)

@@ -31,7 +31,10 @@ def shared_prefix_length(rows: Sequence[tuple[Sequence[int], Sequence[int]]]) ->
     return max(0, min(length, first_label - 1))
 
 
-def pack_group(rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> tuple[list[int], list[int], list[int], list[int]]:
+Row = tuple[Sequence[int], Sequence[int]]  # (token ids, labels)
+
+
+def pack_group(rows: Sequence[Row]) -> tuple[list[int], list[int], list[int], list[int]]:
     """One packed row from the `(ids, labels)` rows of one context: `(ids, labels, position_ids, segment)`, where
     `segment` is 0 on the shared prefix and j on the tokens of the j-th row's suffix (1-based)."""
     if not rows:
