@@ -20,6 +20,9 @@ documents of 2-4 name, place and word needles (`multi_needle`).
     python examples/scripts/fact_capability.py --name words_kconv --data words --key-conv 3 --cpu-budget 900
 
 Resumable: run the same command again after a kill and it continues from `<out>/<name>/` (safetensors + JSON).
+On several cores, several processes of one thread each share every step's documents (gloo; the same update as one
+process; the first process saves and evaluates): `torchrun --standalone --nproc_per_node 2
+examples/scripts/fact_capability.py ...` (`OMP_NUM_THREADS=1`).
 On a GPU (`--device cuda`) the process CPU time is not a fair clock; compare arms at equal steps (`--max-steps N`,
 with a `--cpu-budget` that does not stop them first).
 Results: `<out>/<name>/result.json` and the trained generator in `<out>/<name>/generator`; progress lines
@@ -164,7 +167,7 @@ def parse(argv=None):
     p.add_argument("--decay-from", type=float, default=None, metavar="CPU_S",
                    help="from this many training CPU seconds on, every learning rate falls linearly to zero at "
                         "--cpu-budget (default: constant)")
-    p.add_argument("--probe-every", type=int, default=40)
+    p.add_argument("--probe-every", type=int, default=40, help="probe every N steps (and before the first; 0: never)")
     p.add_argument("--save-every", type=int, default=10)
     p.add_argument("--n-eval", type=int, default=40, help="held-out fact documents (and as many needles)")
     p.add_argument("--eval-sets", type=choices(EVAL_SETS + FILE_SETS), default=None, metavar="SET,SET",
@@ -446,6 +449,12 @@ def training_loss(model, tok, docs, args) -> torch.Tensor:
     """Token-averaged answer NLL of every question of `docs`, each document's context reaching the model only
     through its adapter; with `--pack-questions`, a document's questions share one row; with `--bf16`, under bf16
     autocast (the states and the loss stay fp32)."""
+    nll, count = training_nll(model, tok, docs, args)
+    return nll / count
+
+
+def training_nll(model, tok, docs, args) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed answer NLL of every question of `docs` and the number of answer tokens (see `training_loss`)."""
     device_type = torch.device(args.device).type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=args.bf16):
         ctx = model.contextualize([d["context"] for d in docs], tokenizer=tok, requires_grad=True, activate=False,
@@ -460,7 +469,48 @@ def training_loss(model, tok, docs, args) -> torch.Tensor:
             rows = [i for i, g in enumerate(groups) for _ in g]
         with model.use_context(ctx.rows(rows)):
             nll, count = batch_nll(model, batch)
-    return nll.sum() / count.sum()
+    return nll.sum(), count.sum()
+
+
+# ---- several processes (torchrun): each takes its share of a step's documents -------------------------------------
+def process_group() -> tuple[int, int]:
+    """`(rank, world size)`: under `torchrun --nproc_per_node N` a gloo group (one CPU thread a process is the
+    cheapest way to use N cores here), `(0, 1)` otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), world
+
+
+def summed(values: list[float]) -> list[float]:
+    """`values` summed over the processes (one all-reduce)."""
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def shared_step(model, tok, docs, args, params, world: int) -> tuple[float, int]:
+    """Backward of this process's documents' summed NLL, then the gradients summed over the processes and divided by
+    every process's answer tokens: the gradient of the step's token-averaged loss, as one process would compute it
+    (up to float summation order). Returns the step's loss and training tokens (over all processes)."""
+    import torch.distributed as dist
+
+    nll, count = training_nll(model, tok, docs, args)
+    nll.backward()
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+    dist.all_reduce(flat)
+    total_nll, total_count, tokens = summed([nll.item(), count.item(), data_tokens(tok, docs)])
+    offset = 0
+    for p in params:
+        p.grad = (flat[offset: offset + p.numel()].view_as(p) / total_count).to(p.dtype)
+        offset += p.numel()
+    return total_nll / total_count, int(tokens)
 
 
 def data_tokens(tok, docs) -> int:
@@ -515,6 +565,9 @@ def restore(run: Path, model, optimizer) -> dict:
 def main(argv=None):
     args = parse(argv)
     torch.set_num_threads(args.threads)
+    rank, world = process_group()
+    if world > 1 and args.eval_only:
+        raise SystemExit("--eval-only runs in one process (start it without torchrun)")
     run = Path(args.out) / args.name
     run.mkdir(parents=True, exist_ok=True)
     model, tok = build(args)
@@ -552,7 +605,7 @@ def main(argv=None):
         state["probes"].append(entry)
         print("PROBE", json.dumps(entry), flush=True)
 
-    if not state["probes"] and not args.eval_only:
+    if not state["probes"] and not args.eval_only and rank == 0 and args.probe_every:
         probe()
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     while not args.eval_only and state["cpu"] < args.cpu_budget and (args.max_steps is None or
@@ -562,22 +615,29 @@ def main(argv=None):
             group["lr"] = lr * decay_factor(state["cpu"], args.decay_from, args.cpu_budget)
         model.train()
         docs = [train_document(state["step"] * args.docs_per_step + j, args) for j in range(args.docs_per_step)]
-        loss = training_loss(model, tok, docs, args)
-        state["tokens"] = state.get("tokens", 0) + data_tokens(tok, docs)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if world == 1:
+            loss = training_loss(model, tok, docs, args)
+            state["tokens"] = state.get("tokens", 0) + data_tokens(tok, docs)
+            loss.backward()
+        else:  # this process's share of the documents; the same update on every process
+            loss, tokens = shared_step(model, tok, docs[rank::world], args, params, world)
+            loss, state["tokens"] = torch.tensor(loss), state.get("tokens", 0) + tokens
         if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
             optimizer.step()
         state["step"] += 1
-        state["cpu"] += time.process_time() - c0
+        cpu = time.process_time() - c0
+        state["cpu"] += cpu if world == 1 else summed([cpu])[0]  # every process's CPU time: the same on all
         state["wall"] += time.time() - w0
-        if state["step"] % 5 == 0:
+        if state["step"] % 5 == 0 and rank == 0:
             print(f"step {state['step']} loss {loss.item():.3f} cpu {state['cpu']:.0f}s tokens {state['tokens']}",
                   flush=True)
-        if state["step"] % args.probe_every == 0:
+        if args.probe_every and state["step"] % args.probe_every == 0 and rank == 0:
             probe()
-        if state["step"] % args.save_every == 0:
+        if state["step"] % args.save_every == 0 and rank == 0:
             save(run, model, optimizer, state)
+    if rank > 0:  # the first process saves and evaluates
+        return
     if not args.eval_only:
         save(run, model, optimizer, state)
         model.save_pretrained(str(run / "generator"))  # a generator directory: `peft-generative eval --generator ...`

@@ -80,7 +80,10 @@ def run_segment(config: dict, index: int, budget: float, evaluate: bool = True) 
     stage = config["stages"][index]
     run = stage_dir(config, stage)
     run.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, str(SCRIPT), *stage_argv(config, index, budget)]
+    processes = int(config.get("processes", 1))
+    launcher = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                        "--nproc_per_node", str(processes)]
+    argv = [*launcher, str(SCRIPT), *stage_argv(config, index, budget)]
     if not evaluate:
         argv.append("--no-final-eval")
     env = {**os.environ, "OMP_NUM_THREADS": str(config.get("threads", 1))}
