@@ -1,13 +1,14 @@
 """The long run of issue 41: one copy curriculum, started once and resumed whenever work starts again.
 
 Reads a config (examples/configs/curricula/long_run_smollm2.yaml): an output folder, the flags every stage shares,
-and stages of `fact_capability.py`, each started from the previous stage's generator. A stage with a `cpu_budget` runs until it
-has trained that many CPU seconds; the last stage may be open-ended (`cpu_budget: null`) and then trains in segments
-of `eval_every_cpu_s`. After every stage and segment the held-out sets are evaluated (by `fact_capability.py` at the
-end of its run) and one row (stage, step, training tokens so far, gold contained by set and answer kind for the own
-adapter, the control and prompting) is appended to `curve_log`; the plot of contained-by-kind against training tokens
-is redrawn. Each stage runs in a child process (a crash or a kill loses at most `--save-every` steps); run the same
-command again and it goes on where it stopped.
+and stages of `fact_capability.py`, each started from the previous stage's generator. A stage with a `cpu_budget`
+runs until it has trained that many CPU seconds and is then evaluated on its few sets; the last stage may be
+open-ended (`cpu_budget: null`) and then trains in segments of `eval_every_cpu_s`, each segment's generator kept as
+`gen_<cpu>` and evaluated on every held-out set by a process of its own beside the training (`--eval-only`). Every
+evaluation appends one row (stage, step, training tokens so far, gold contained by set and answer kind for the own
+adapter, the control and prompting) to `curve_log` and redraws the plot of contained against training tokens.
+`processes: N` trains with N processes of one thread (torchrun, gloo). Each stage runs in child processes (a crash or
+a kill loses at most `--save-every` steps); run the same command again and it goes on where it stopped.
 
     python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml
     python examples/scripts/long_run.py --config examples/configs/curricula/long_run_smollm2.yaml --status
@@ -30,7 +31,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "fact_capability.py"
 CURVE_SETS = ("words", "words_one", "multi_needle", "words_unseen", "facts", "needle", "word_needle_bare",
-              "name_needle", "place_needle", "prose_recall", "demo")
+              "name_needle_bare", "name_needle", "place_needle", "prose_recall", "demo")
 
 
 def load_config(path: str) -> dict:
@@ -224,7 +225,8 @@ def plot(curve_log: Path, out: Path) -> None:
         axes[0].plot([r["tokens"] / 1e6 for r in words], [r["sets"]["words"]["control"] for r in words], ":",
                      color="gray", label="control (all)")
     axes[0].set_title("words documents: gold contained by kind (dashed: prompting)")
-    for name in ("words_one", "multi_needle", "words_unseen", "facts", "word_needle_bare"):
+    for name in ("words_one", "multi_needle", "words_unseen", "facts", "word_needle_bare", "name_needle_bare",
+                 "prose_recall"):
         pts = [(r["tokens"] / 1e6, r["sets"][name]["own"]) for r in rows if name in r["sets"]]
         if pts:
             line, = axes[1].plot(*zip(*pts), marker="o", label=name)
