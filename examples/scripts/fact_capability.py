@@ -412,7 +412,6 @@ def eval_sets(n: int, seed: int, names: tuple[str, ...] = EVAL_SETS) -> dict[str
                  "name_needle": lambda i: word_needle_document("test", i, seed, subject="name"),
                  "place_needle": lambda i: word_needle_document("test", i, seed, subject="place"),
                  "multi_needle": lambda i: multi_needle_document("test", i, seed)}
-    documents.update({name: None for name in FILE_SETS})
     return {name: file_set(name) if name in FILE_SETS else [documents[name](i) for i in range(n)]
             for name in names}  # only the sets asked are built
 
@@ -495,7 +494,7 @@ def summed(values: list[float]) -> list[float]:
     return tensor.tolist()
 
 
-def shared_step(model, tok, docs, args, params, world: int) -> tuple[float, int]:
+def shared_step(model, tok, docs, args, params) -> tuple[float, int]:
     """Backward of this process's documents' summed NLL, then the gradients summed over the processes and divided by
     every process's answer tokens: the gradient of the step's token-averaged loss, as one process would compute it
     (up to float summation order). Returns the step's loss and training tokens (over all processes)."""
@@ -621,7 +620,7 @@ def main(argv=None):
             state["tokens"] = state.get("tokens", 0) + data_tokens(tok, docs)
             loss.backward()
         else:  # this process's share of the documents; the same update on every process
-            loss, tokens = shared_step(model, tok, docs[rank::world], args, params, world)
+            loss, tokens = shared_step(model, tok, docs[rank::world], args, params)
             loss, state["tokens"] = torch.tensor(loss), state.get("tokens", 0) + tokens
         if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
             optimizer.step()
