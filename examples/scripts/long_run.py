@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import yaml
 
@@ -70,6 +71,13 @@ def stage_argv(config: dict, index: int, budget: float) -> list[str]:
     return argv
 
 
+def stage_finished(config: dict, stage: dict) -> bool:
+    """A stage with a CPU budget has trained it and been evaluated (the open-ended stage never finishes)."""
+    run = stage_dir(config, stage)
+    return stage.get("cpu_budget") is not None and (run / "result.json").exists() and \
+        read_state(run).get("cpu", 0) >= stage["cpu_budget"]
+
+
 def next_budget(run: Path, every: float) -> float:
     """The CPU budget of the open-ended stage's next segment: the next multiple of `every`."""
     return (math.floor(read_state(run).get("cpu", 0.0) / every) + 1) * every
@@ -111,7 +119,7 @@ class SegmentEvaluations:
         self.config, self.index = config, index
         self.stage = config["stages"][index]
         self.run = stage_dir(config, self.stage)
-        self.running: tuple[int, subprocess.Popen] | None = None
+        self.running: tuple[int, subprocess.Popen, IO] | None = None  # budget, process, its log
         self.harvested: set[int] = set()
 
     def snapshots(self) -> list[int]:
@@ -142,11 +150,12 @@ class SegmentEvaluations:
     def step(self, wait: bool = False) -> None:
         """Harvest a finished evaluation (its row, the plot) and start the next missing one."""
         if self.running is not None:
-            budget, process = self.running
+            budget, process, log = self.running
             if wait:
                 process.wait()
             if process.poll() is None:
                 return
+            log.close()
             self.running = None
             if process.returncode != 0:
                 print(f"[long run] evaluation at {budget} CPU s failed ({process.returncode}); retried on the next "
@@ -167,7 +176,7 @@ class SegmentEvaluations:
             print(f"[long run] evaluating the generator at {budget} CPU s beside the training", flush=True)
             process = subprocess.Popen([sys.executable, str(SCRIPT), *self.argv(budget)], stdout=log,
                                        stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            self.running = (budget, process)
+            self.running = (budget, process, log)
             if wait:
                 self.step(wait=True)
 
@@ -214,15 +223,15 @@ def plot(curve_log: Path, out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     words = [r for r in rows if "words" in r["sets"]]
     kinds = sorted({k for r in words for k in r["sets"]["words"]["own_by_kind"]})
+    xs = [r["tokens"] / 1e6 for r in words]
+    prompting = (words[-1]["sets"]["words"]["prompting_by_kind"] or {}) if words else {}
     for kind in kinds:
-        xs = [r["tokens"] / 1e6 for r in words]
         line, = axes[0].plot(xs, [r["sets"]["words"]["own_by_kind"].get(kind) for r in words], marker="o",
                              label=kind)
-        prompting = words[-1]["sets"]["words"]["prompting_by_kind"] or {} if words else {}
         if kind in prompting:
             axes[0].axhline(prompting[kind], ls="--", color=line.get_color(), alpha=0.5)
     if words:
-        axes[0].plot([r["tokens"] / 1e6 for r in words], [r["sets"]["words"]["control"] for r in words], ":",
+        axes[0].plot(xs, [r["sets"]["words"]["control"] for r in words], ":",
                      color="gray", label="control (all)")
     axes[0].set_title("words documents: gold contained by kind (dashed: prompting)")
     for name in ("words_one", "multi_needle", "words_unseen", "facts", "word_needle_bare", "name_needle_bare",
@@ -250,10 +259,8 @@ def status(config: dict) -> None:
     for stage in config["stages"]:
         run = stage_dir(config, stage)
         state = read_state(run)
-        done = (run / "result.json").exists() and stage.get("cpu_budget") is not None and \
-            state.get("cpu", 0) >= stage["cpu_budget"]
         print(f"{stage['name']:<20} step {state.get('step', 0):>6}  {state.get('cpu', 0):>8.0f} CPU s  "
-              f"{state.get('tokens', 0):>10} tokens  {'done' if done else ''}")
+              f"{state.get('tokens', 0):>10} tokens  {'done' if stage_finished(config, stage) else ''}")
     curve = Path(config["curve_log"])
     if curve.exists():
         lines = [line for line in curve.read_text().splitlines() if line.strip()]
@@ -276,8 +283,7 @@ def main(argv=None):
     for index, stage in enumerate(stages):
         run = stage_dir(config, stage)
         if stage.get("cpu_budget") is not None:
-            finished = (run / "result.json").exists() and read_state(run).get("cpu", 0) >= stage["cpu_budget"]
-            if not finished:
+            if not stage_finished(config, stage):
                 result = run_segment(config, index, stage["cpu_budget"])
                 append_row(curve_log, curve_row(config, index, result))
                 plot(curve_log, figure)

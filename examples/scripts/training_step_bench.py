@@ -11,8 +11,8 @@ and per wall second of each against today's step (fp32, sdpa attention, one row 
 - the fastest with 2 threads (wall time on this machine's two cores; CPU seconds count both).
 
 "Training tokens" are the data's own: the context tokens plus the tokens of every question-answer row as one row per
-question (the same in every setting: packing reads fewer tokens for the same data). A profile of one step by phase
-(context pass, answer forward, backward, optimizer) is printed for each setting. `--curve-steps N` also trains today's
+question (the same in every setting: packing reads fewer tokens for the same data). The profile of a step by phase
+(docs/benchmarks.md) was read with torch.profiler, not by this script. `--curve-steps N` also trains today's
 step and the fastest setting for N steps each from the same start on the same documents and writes both loss curves
 (docs/img/training_step_loss.png): the cheaper step must learn the same.
 
@@ -67,7 +67,8 @@ def measure(name: str, flags: list[str], threads: int, steps: int, init: str) ->
     torch.set_num_threads(threads)
     args, model, tok, params, optimizer = make(flags, init)
     train_step(args, model, tok, params, optimizer, 0)  # warm-up (allocations, first-call dispatch)
-    tokens = sum(fc.data_tokens(tok, [fc.train_document(s * 8 + j, args) for j in range(8)])
+    per_step = args.docs_per_step  # counted outside the timed steps, on the same documents they train on
+    tokens = sum(fc.data_tokens(tok, [fc.train_document(s * per_step + j, args) for j in range(per_step)])
                  for s in range(1, steps + 1))
     c0, w0 = time.process_time(), time.perf_counter()
     for s in range(1, steps + 1):
