@@ -48,8 +48,10 @@ def test_stages_chain_their_generators_and_share_the_common_flags(tmp_path):
 
 def test_the_demo_is_an_evaluation_set_of_its_own():
     fc = load_example_script("fact_capability")
-    (demo,) = fc.eval_sets(30, 0, ("demo",))["demo"]
+    demo, control = fc.eval_sets(30, 0, ("demo",))["demo"]
     assert "Quillmoor" in demo["context"] and len(demo["questions"]) == 6
+    # the control is another context's adapter (the next document's): a document of its own, asked nothing
+    assert control["questions"] == [] and "Quillmoor" not in control["context"] and control["context"].strip()
     assert fc.parse(["--name", "x", "--eval-sets", "words,demo,prose_recall"]).eval_sets == ("words", "demo",
                                                                                            "prose_recall")
 
@@ -138,7 +140,8 @@ def test_bf16_step_keeps_an_fp32_generator_and_learns_the_same_loss():
 
 def test_a_segment_trains_without_evaluating_and_its_generator_is_evaluated_alone(tmp_path):
     """`--no-final-eval` saves the generator with its training state and stops; `--eval-only` evaluates that
-    directory as it is (here on the demo: one document, six questions) and reports the steps it was trained for."""
+    directory as it is (here on the demo: six questions and a control document) and reports the steps it was
+    trained for."""
     fc = load_example_script("fact_capability")
     common = ["--out", str(tmp_path), "--bf16", "--attention", "eager", "--pack-questions", "--data", "words",
               "--docs-per-step", "2", "--key-conv", "2", "--value-lookahead", "1", "--probe-every", "0",

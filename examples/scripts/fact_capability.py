@@ -418,7 +418,8 @@ def eval_sets(n: int, seed: int, names: tuple[str, ...] = EVAL_SETS) -> dict[str
 
 def file_set(name: str) -> list[dict]:
     """`prose_recall`: the first 40 test passages (135 cloze questions, as in docs/results.md); `demo`: the bundled
-    Quillmoor document and its six questions (one document: its control is its own adapter)."""
+    Quillmoor document and its six questions, then a held-out facts document without questions whose adapter is the
+    demo's control (another context's adapter, as in every other set)."""
     if name == "prose_recall":
         if not PROSE_RECALL.is_file():
             raise SystemExit(f"{PROSE_RECALL} is missing: build it with `python -m peft_generative.data --prose_recall "
@@ -426,8 +427,10 @@ def file_set(name: str) -> list[dict]:
         return [json.loads(line) for line in PROSE_RECALL.read_text().splitlines()[:40]]
     assets = shipped_generator_path().parent
     questions = json.loads((assets / "quillmoor_questions.json").read_text())
+    control = fact_document("test", 0, 0)
     return [{"id": "quillmoor", "context": (assets / "quillmoor.txt").read_text(),
-             "questions": [{**q, "type": "demo", "kind": "demo"} for q in questions]}]
+             "questions": [{**q, "type": "demo", "kind": "demo"} for q in questions]},
+            {"id": f"control:{control['id']}", "context": control["context"], "questions": []}]
 
 
 def cached_baselines(path: Path, model, tok, sets: dict[str, list[dict]]) -> dict:
