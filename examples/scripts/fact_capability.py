@@ -515,6 +515,23 @@ def shared_step(model, tok, docs, args, params) -> tuple[float, int]:
     return total_nll / total_count, int(tokens)
 
 
+def training_step(model, tok, args, params, optimizer, step: int, rank: int = 0, world: int = 1) -> tuple[float, int]:
+    """One update on step `step`'s documents (this process's share of them under torchrun: the same update on every
+    process); the update is skipped if the gradient is not finite. Returns the step's loss and training tokens."""
+    model.train()
+    docs = [train_document(step * args.docs_per_step + j, args) for j in range(args.docs_per_step)]
+    optimizer.zero_grad(set_to_none=True)
+    if world == 1:
+        loss = training_loss(model, tok, docs, args)
+        loss.backward()
+        loss, tokens = loss.item(), data_tokens(tok, docs)
+    else:
+        loss, tokens = shared_step(model, tok, docs[rank::world], args, params)
+    if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
+        optimizer.step()
+    return loss, tokens
+
+
 def data_tokens(tok, docs) -> int:
     """The training tokens of `docs`: their contexts' tokens plus every question-answer row's (one row a question,
     however the rows are batched)."""
@@ -615,24 +632,14 @@ def main(argv=None):
         c0, w0 = time.process_time(), time.time()
         for group, lr in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr * decay_factor(state["cpu"], args.decay_from, args.cpu_budget)
-        model.train()
-        docs = [train_document(state["step"] * args.docs_per_step + j, args) for j in range(args.docs_per_step)]
-        optimizer.zero_grad(set_to_none=True)
-        if world == 1:
-            loss = training_loss(model, tok, docs, args)
-            state["tokens"] = state.get("tokens", 0) + data_tokens(tok, docs)
-            loss.backward()
-        else:  # this process's share of the documents; the same update on every process
-            loss, tokens = shared_step(model, tok, docs[rank::world], args, params)
-            loss, state["tokens"] = torch.tensor(loss), state.get("tokens", 0) + tokens
-        if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
-            optimizer.step()
+        loss, tokens = training_step(model, tok, args, params, optimizer, state["step"], rank, world)
+        state["tokens"] = state.get("tokens", 0) + tokens
         state["step"] += 1
         cpu = time.process_time() - c0
         state["cpu"] += cpu if world == 1 else summed([cpu])[0]  # every process's CPU time: the same on all
         state["wall"] += time.time() - w0
         if state["step"] % 5 == 0 and rank == 0:
-            print(f"step {state['step']} loss {loss.item():.3f} cpu {state['cpu']:.0f}s tokens {state['tokens']}",
+            print(f"step {state['step']} loss {loss:.3f} cpu {state['cpu']:.0f}s tokens {state['tokens']}",
                   flush=True)
         if args.probe_every and state["step"] % args.probe_every == 0 and rank == 0:
             probe()

@@ -53,14 +53,7 @@ def make(flags: list[str], init: str):
 
 
 def train_step(args, model, tok, params, optimizer, step: int) -> float:
-    model.train()
-    docs = [fc.train_document(step * args.docs_per_step + j, args) for j in range(args.docs_per_step)]
-    loss = fc.training_loss(model, tok, docs, args)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimizer.step()
-    return loss.item()
+    return fc.training_step(model, tok, args, params, optimizer, step)[0]  # the long run's own step, one process
 
 
 def measure(name: str, flags: list[str], threads: int, steps: int, init: str) -> dict:
