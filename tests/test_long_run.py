@@ -56,6 +56,17 @@ def test_the_demo_is_an_evaluation_set_of_its_own():
                                                                                            "prose_recall")
 
 
+def test_flags_from_change_the_open_ended_stage_from_a_segment_on(tmp_path):
+    script = load_example_script("long_run")
+    stage_b = "    flags: [--data, words]\n"
+    cfg = config(tmp_path, CONFIG.replace(stage_b, stage_b + "    flags_from:\n      400: [--prose-share, \"0.25\"]\n"))
+    assert "--prose-share" not in script.stage_argv(cfg, 1, 400)  # the segment that ends where the change starts
+    later = script.stage_argv(cfg, 1, 600)
+    assert later[later.index("--prose-share") + 1] == "0.25"
+    with pytest.raises(SystemExit, match="a multiple of eval_every_cpu_s"):
+        config(tmp_path, CONFIG.replace(stage_b, stage_b + "    flags_from:\n      250: [--prose-share, \"0.25\"]\n"))
+
+
 def test_only_the_last_stage_may_be_open_ended(tmp_path):
     text = CONFIG.replace("cpu_budget: 10", "cpu_budget: null")
     with pytest.raises(SystemExit, match="only the last stage"):
@@ -135,7 +146,7 @@ def test_bf16_step_keeps_an_fp32_generator_and_learns_the_same_loss():
     with torch.no_grad():
         cheap = fc.training_loss(model16, tok, docs, args16).item()
     assert cheap == pytest.approx(reference, rel=0.03)
-    assert fc.data_tokens(tok, docs) > sum(len(d["questions"]) for d in docs) * 20
+    assert fc.data_tokens(tok, docs, args32) > sum(len(d["questions"]) for d in docs) * 20
 
 
 def test_a_segment_trains_without_evaluating_and_its_generator_is_evaluated_alone(tmp_path):
@@ -158,11 +169,14 @@ def test_a_segment_trains_without_evaluating_and_its_generator_is_evaluated_alon
     assert not (tmp_path / "evaluated" / "checkpoint.safetensors").exists()  # evaluating trains nothing
 
 
-def test_the_shipped_long_run_config_gives_fact_capability_valid_stages():
+def test_the_shipped_long_run_config_gives_fact_capability_valid_stages(tmp_path, monkeypatch):
     from pathlib import Path
 
     script = load_example_script("long_run")
     fc = load_example_script("fact_capability")
+    for name in ("PROSE_TRAIN", "TEXT_TRAIN"):  # the real text the later segments read (data/ is built offline)
+        (tmp_path / name).write_text("{}\n")
+        monkeypatch.setattr(fc, name, tmp_path / name)
     path = Path(__file__).resolve().parent.parent / "examples" / "configs" / "curricula" / "long_run_smollm2.yaml"
     cfg = script.load_config(str(path))
     for index, _ in enumerate(cfg["stages"]):
@@ -170,6 +184,8 @@ def test_the_shipped_long_run_config_gives_fact_capability_valid_stages():
         assert args.bf16 and args.pack_questions and args.attention == "eager"
     final = cfg["stages"][-1]
     assert final["cpu_budget"] is None
+    first, later = (fc.parse(script.stage_argv(cfg, len(cfg["stages"]) - 1, b)) for b in (7200, 14400))
+    assert (first.prose_share, first.text_share) == (0.0, 0.0) and later.prose_share > 0 and later.text_share > 0
     evaluations = script.SegmentEvaluations(cfg, len(cfg["stages"]) - 1)
     assert set(fc.parse(evaluations.argv(7200)).eval_sets) >= {"words", "multi_needle", "prose_recall", "demo"}
 

@@ -11,7 +11,11 @@ many relations, held-out relations and phrasings); `--data both`: half each; `--
 needles (one open-vocabulary word to copy; `--needle-filler 0-0` trains on the needle sentence alone;
 `--needle-subjects word,name,place` mixes in needles that give a person's full name or a place;
 `--needles-per-doc 2-4` puts several in one document and asks every one, so the question must find its needle: the
-lookup). Whatever the training data, the evaluation covers the held-out facts, needles, words, unseen-relation words,
+lookup). `--prose-share S` and `--text-share S` put real text into any of these: that share of a step's documents
+are real prose passages asked their cloze questions (the training split of data/prose_recall) or blocks of the
+pretraining corpus whose adapter must predict the next segment and reconstruct a window of the block, as the
+generator's pretraining does (`--text-weight`: a text token's weight against an answer token). Whatever the training
+data, the evaluation covers the held-out facts, needles, words, unseen-relation words,
 word needles, the same word needles without filler (`word_needle_bare`: the easiest copy there is), one-entity word
 documents, name needles alone and in filler (`name_needle_bare`, `name_needle`), place needles in filler and
 documents of 2-4 name, place and word needles (`multi_needle`).
@@ -32,6 +36,7 @@ Results: `<out>/<name>/result.json` and the trained generator in `<out>/<name>/g
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -52,7 +57,7 @@ from peft_generative.default_model import load_base_model
 from peft_generative.evaluation.metrics import best_contains, best_exact_match, best_f1
 from peft_generative.loading import shipped_generator_path
 from peft_generative.training.collation import tokenize_conversation
-from peft_generative.training.question_packing import pack_questions
+from peft_generative.training.question_packing import IGNORE, pack_questions
 from peft_generative.utils.batching import pad_rows
 
 
@@ -92,6 +97,12 @@ EVAL_SETS = ("facts", "needle", "words", "words_unseen", "word_needle", "word_ne
 # `python -m peft_generative.data --prose_recall`) and the bundled demo document with its six questions
 FILE_SETS = ("prose_recall", "demo")
 PROSE_RECALL = Path("data/prose_recall/test.eval.jsonl")
+# real text to train on (`--prose-share`, `--text-share`): training-split documents only (the prose_recall test
+# passages come from the pretraining corpus's validation documents), built offline by `python -m peft_generative.data
+# --prose_recall --out data` and `--pretraining --no-exclude --out data`
+PROSE_TRAIN = Path("data/prose_recall/train.jsonl")
+TEXT_TRAIN = Path("data/pretraining/train.jsonl")
+TEXT_MIN_CHARS = 3000  # a text block is cut from a document at least this long (3 segments of 128 tokens fit)
 
 
 def choices(allowed: tuple[str, ...]):
@@ -142,6 +153,17 @@ def parse(argv=None):
                         "or word needles only")
     p.add_argument("--words-share", type=float, default=0.5, metavar="SHARE",
                    help="with --data both: the share of word documents, the rest facts and number needles (replay)")
+    p.add_argument("--prose-share", type=float, default=0.0, metavar="SHARE",
+                   help=f"share of a step's documents that are real prose passages with their cloze questions "
+                        f"({PROSE_TRAIN}; default 0)")
+    p.add_argument("--text-share", type=float, default=0.0, metavar="SHARE",
+                   help=f"share of a step's documents that are pretraining text blocks ({TEXT_TRAIN}): the adapter of "
+                        "two segments predicts the next segment (completion) and a window of the two "
+                        "(reconstruction), as in the generator's pretraining (default 0)")
+    p.add_argument("--text-weight", type=float, default=0.25,
+                   help="a text block's target token against an answer token in the token-averaged loss (default "
+                        "0.25: a block's 256 target tokens weigh as 64 answer tokens)")
+    p.add_argument("--text-segment", type=int, default=128, help="tokens per segment of a text block (default 128)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--conv-lr", type=float, default=None,
                    help="learning rate of the convolution taps (default --lr): they start at zero, and at --lr they "
@@ -200,6 +222,15 @@ def parse(argv=None):
         p.error("--eval-only evaluates a generator directory given with --init, and cannot skip its evaluation")
     if not 0.0 <= args.words_share <= 1.0:
         p.error(f"--words-share must be a share in [0, 1], got {args.words_share:g}")
+    if not (0.0 <= args.prose_share and 0.0 <= args.text_share and args.prose_share + args.text_share <= 1.0):
+        p.error(f"--prose-share {args.prose_share:g} and --text-share {args.text_share:g} must be shares summing to "
+                "at most 1")
+    if args.text_weight <= 0 or args.text_segment < 8:
+        p.error("--text-weight must be positive and --text-segment at least 8 tokens")
+    for share, path, flag in ((args.prose_share, PROSE_TRAIN, "--prose_recall"),
+                              (args.text_share, TEXT_TRAIN, "--pretraining --no-exclude")):
+        if share > 0 and not path.is_file():
+            p.error(f"{path} is missing: build it with `python -m peft_generative.data {flag} --out data` (offline)")
     if not 0.0 <= args.value_first <= 1.0:
         p.error(f"--value-first must be a share in [0, 1], got {args.value_first:g}")
     if args.decay_from is not None and not 0 <= args.decay_from < args.cpu_budget:
@@ -282,7 +313,70 @@ def train_needle(index: int, args) -> dict:
     return word_needle_document("train", index, args.seed, filler=args.needle_filler, subject=subject)
 
 
+@functools.lru_cache(maxsize=None)
+def prose_passages(path: Path) -> tuple[dict, ...]:
+    """The real prose training passages, each with every cloze question asked about it (in file order)."""
+    passages: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        doc = passages.setdefault(row["context"], {"id": f"prose:{row['id']}", "context": row["context"],
+                                                   "questions": []})
+        doc["questions"].append({"question": row["prompt"], "answers": [row["completion"]], "type": row["type"],
+                                 "kind": row["kind"]})
+    return tuple(passages.values())
+
+
+@functools.lru_cache(maxsize=None)
+def text_documents(path: Path) -> tuple[str, ...]:
+    """The pretraining corpus's training documents long enough to cut a text block from."""
+    texts = (json.loads(line)["text"] for line in path.read_text().splitlines())
+    long_enough = tuple(t for t in texts if len(t) >= TEXT_MIN_CHARS)
+    if not long_enough:
+        raise SystemExit(f"{path}: no document of {TEXT_MIN_CHARS} characters or more to cut text blocks from")
+    return long_enough
+
+
+def text_block(index: int, args) -> dict:
+    """A stretch of a pretraining document (whitespace-aligned, 12 characters per token of the block at most); the
+    tokenizer cuts it into the context and its targets (`text_rows`). No questions: its targets are the text's."""
+    rng = random.Random(f"{args.seed}-train-text-{index}")
+    texts = text_documents(TEXT_TRAIN)
+    text = texts[rng.randrange(len(texts))]
+    width = 12 * 3 * args.text_segment
+    start = rng.randrange(max(1, len(text) - width))
+    start = text.find(" ", start) + 1 if start else 0
+    return {"id": f"text:{index}", "text": text[start: start + width], "questions": []}
+
+
+def text_rows(tok, doc: dict, segment: int) -> tuple[str, list[tuple[list[int], list[int]]]]:
+    """A text block's context (its first two segments, as text) and target rows: the next segment (completion) and a
+    segment-long window of the context (reconstruction). Every target token is labelled but the first (it has no
+    token of its own row before it)."""
+    ids = tok(doc["text"], add_special_tokens=False)["input_ids"]
+    segment = min(segment, len(ids) // 3)
+    context = ids[: 2 * segment]
+    start = random.Random(doc["id"]).randrange(segment + 1)
+    rows = [ids[2 * segment: 3 * segment], context[start: start + segment]]
+    return tok.decode(context), [(r, [IGNORE] + r[1:]) for r in rows]
+
+
+def document_rows(tok, doc: dict, args) -> tuple[str, list[tuple[list[int], list[int]]]]:
+    """A training document's context and its `(ids, labels)` rows: the chat rows of its questions, or a text
+    block's completion and reconstruction."""
+    if "text" in doc:
+        return text_rows(tok, doc, args.text_segment)
+    return doc["context"], qa_rows(tok, [q["question"] for q in doc["questions"]],
+                                   [q["answers"][0] for q in doc["questions"]])
+
+
 def train_document(index: int, args) -> dict:
+    if args.prose_share or args.text_share:  # a draw of its own: without real text the mixture is as it was
+        real = random.Random(f"{args.seed}-train-real-{index}").random()
+        if real < args.prose_share:
+            passages = prose_passages(PROSE_TRAIN)
+            return passages[random.Random(f"{args.seed}-train-prose-{index}").randrange(len(passages))]
+        if real < args.prose_share + args.text_share:
+            return text_block(index, args)
     rng = random.Random(f"{args.seed}-train-mix-{index}")
     if args.data == "needles":
         return train_needle(index, args)
@@ -458,11 +552,9 @@ def training_loss(model, tok, docs, args) -> torch.Tensor:
 def training_nll(model, tok, docs, args) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer NLL of every question of `docs` and the number of answer tokens (see `training_loss`)."""
     device_type = torch.device(args.device).type
+    contexts, groups = zip(*(document_rows(tok, d, args) for d in docs))
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=args.bf16):
-        ctx = model.contextualize([d["context"] for d in docs], tokenizer=tok, requires_grad=True, activate=False,
-                                  progress=False)
-        groups = [qa_rows(tok, [q["question"] for q in d["questions"]], [q["answers"][0] for q in d["questions"]])
-                  for d in docs]
+        ctx = model.contextualize(list(contexts), tokenizer=tok, requires_grad=True, activate=False, progress=False)
         if args.pack_questions:
             batch, rows = pack_questions(groups, tok.pad_token_id), list(range(len(docs)))
         else:
@@ -471,6 +563,9 @@ def training_nll(model, tok, docs, args) -> tuple[torch.Tensor, torch.Tensor]:
             rows = [i for i, g in enumerate(groups) for _ in g]
         with model.use_context(ctx.rows(rows)):
             nll, count = batch_nll(model, batch)
+    if any("text" in d for d in docs):  # a text block's target tokens weigh --text-weight answer tokens each
+        weight = torch.tensor([args.text_weight if "text" in docs[i] else 1.0 for i in rows], device=nll.device)
+        return (nll * weight).sum(), (count * weight).sum()
     return nll.sum(), count.sum()
 
 
@@ -507,7 +602,7 @@ def shared_step(model, tok, docs, args, params) -> tuple[float, int]:
     nll.backward()
     flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
     dist.all_reduce(flat)
-    total_nll, total_count, tokens = summed([nll.item(), count.item(), data_tokens(tok, docs)])
+    total_nll, total_count, tokens = summed([nll.item(), count.item(), data_tokens(tok, docs, args)])
     offset = 0
     for p in params:
         p.grad = (flat[offset: offset + p.numel()].view_as(p) / total_count).to(p.dtype)
@@ -524,7 +619,7 @@ def training_step(model, tok, args, params, optimizer, step: int, rank: int = 0,
     if world == 1:
         loss = training_loss(model, tok, docs, args)
         loss.backward()
-        loss, tokens = loss.item(), data_tokens(tok, docs)
+        loss, tokens = loss.item(), data_tokens(tok, docs, args)
     else:
         loss, tokens = shared_step(model, tok, docs[rank::world], args, params)
     if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
@@ -532,13 +627,14 @@ def training_step(model, tok, args, params, optimizer, step: int, rank: int = 0,
     return loss, tokens
 
 
-def data_tokens(tok, docs) -> int:
+def data_tokens(tok, docs, args) -> int:
     """The training tokens of `docs`: their contexts' tokens plus every question-answer row's (one row a question,
-    however the rows are batched)."""
-    context = sum(len(tok(d["context"], add_special_tokens=False)["input_ids"]) for d in docs)
-    pairs = flat(docs)
-    rows = qa_rows(tok, [q["question"] for _, q in pairs], [q["answers"][0] for _, q in pairs])
-    return context + sum(len(r[0]) for r in rows)
+    however the rows are batched) and every text target's."""
+    total = 0
+    for doc in docs:
+        context, rows = document_rows(tok, doc, args)
+        total += len(tok(context, add_special_tokens=False)["input_ids"]) + sum(len(r[0]) for r in rows)
+    return total
 
 
 # ---- resumable training -----------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ open-ended (`cpu_budget: null`) and then trains in segments of `eval_every_cpu_s
 `gen_<cpu>` and evaluated on every held-out set by a process of its own beside the training (`--eval-only`). Every
 evaluation appends one row (stage, step, training tokens so far, gold contained by set and answer kind for the own
 adapter, the control and prompting) to `curve_log` and redraws the plot of contained against training tokens.
+A `flags_from: {CPU_S: [flags]}` entry of the open-ended stage adds flags to every segment from that point on (a
+recipe changed mid-run stays in the config where it changed; the segment evaluations take the stage's own flags).
 `processes: N` trains with N processes of one thread (torchrun, gloo). Each stage runs in child processes (a crash or
 a kill loses at most `--save-every` steps); run the same command again and it goes on where it stopped.
 
@@ -46,6 +48,11 @@ def load_config(path: str) -> dict:
         if stage.get("cpu_budget") is None and (i != len(stages) - 1 or not stage.get("eval_every_cpu_s")):
             raise SystemExit(f"{path}: stage {stage['name']}: only the last stage may be open-ended, and it needs "
                              "eval_every_cpu_s")
+        if stage.get("flags_from"):
+            every = stage.get("eval_every_cpu_s") if stage.get("cpu_budget") is None else None
+            if not every or any(float(start) % float(every) for start in stage["flags_from"]):
+                raise SystemExit(f"{path}: stage {stage['name']}: flags_from belongs to the open-ended stage, each "
+                                 "at a segment's start (a multiple of eval_every_cpu_s)")
     return config
 
 
@@ -58,13 +65,23 @@ def read_state(run: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"step": 0, "cpu": 0.0}
 
 
+def stage_flags(stage: dict, budget: float) -> list[str]:
+    """The stage's flags for a segment that trains up to `budget` CPU s: its own, then those of every `flags_from`
+    entry the segment trains past (a recipe changed during the open-ended stage, written down where it changed)."""
+    flags = list(stage.get("flags", []))
+    for start, extra in sorted((stage.get("flags_from") or {}).items()):
+        if budget > float(start):
+            flags += extra
+    return [str(f) for f in flags]
+
+
 def stage_argv(config: dict, index: int, budget: float) -> list[str]:
     stages = config["stages"]
     stage = stages[index]
     init = config.get("init", "shipped") if index == 0 else str(stage_dir(config, stages[index - 1]) / "generator")
     argv = ["--name", stage["name"], "--out", str(config["out"]), "--init", init, "--cpu-budget", f"{budget:g}",
             "--threads", str(config.get("threads", 1)), *map(str, config.get("common", [])),
-            *map(str, stage.get("flags", []))]
+            *stage_flags(stage, budget)]
     sets = config.get("stage_eval_sets") if stage.get("cpu_budget") is not None else config.get("long_eval_sets")
     if sets:
         argv += ["--eval-sets", sets]

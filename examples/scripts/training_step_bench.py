@@ -61,7 +61,7 @@ def measure(name: str, flags: list[str], threads: int, steps: int, init: str) ->
     args, model, tok, params, optimizer = make(flags, init)
     train_step(args, model, tok, params, optimizer, 0)  # warm-up (allocations, first-call dispatch)
     per_step = args.docs_per_step  # counted outside the timed steps, on the same documents they train on
-    tokens = sum(fc.data_tokens(tok, [fc.train_document(s * per_step + j, args) for j in range(per_step)])
+    tokens = sum(fc.data_tokens(tok, [fc.train_document(s * per_step + j, args) for j in range(per_step)], args)
                  for s in range(1, steps + 1))
     c0, w0 = time.process_time(), time.perf_counter()
     for s in range(1, steps + 1):
