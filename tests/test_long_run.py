@@ -120,9 +120,14 @@ def test_curve_rows_count_earlier_stages_tokens_and_replace_a_repeated_evaluatio
     assert row["tokens"] == 1500 and row["sets"]["words"]["prompting_by_kind"] == {"name": 50.0, "word": 70.0}
     script.append_row(log, row)
     script.append_row(log, script.curve_row(cfg, 1, result(30.0, 900, 6)))
-    script.append_row(log, script.curve_row(cfg, 1, result(31.0, 900, 6)))  # evaluated again
+    measured = {**result(31.0, 900, 6), "perplexity": {
+        "reconstruction": {"adapter": 30.123, "adapter_other_context": 36.0, "no_context": 39.4, "in_prompt": 1.8},
+        "completion": {"adapter": 45.0, "adapter_other_context": 47.5, "no_context": 51.4, "in_prompt": 27.0}}}
+    script.append_row(log, script.curve_row(cfg, 1, measured))  # evaluated again, with held-out perplexity
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in rows] == [3, 6] and rows[-1]["sets"]["words"]["own"] == 31.0
+    assert rows[-1]["perplexity"]["reconstruction"] == {"own": 30.12, "control": 36.0, "no_context": 39.4}
+    assert "perplexity" not in rows[0]
     script.plot(log, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 10_000
 
@@ -149,7 +154,7 @@ def test_bf16_step_keeps_an_fp32_generator_and_learns_the_same_loss():
     assert fc.data_tokens(tok, docs, args32) > sum(len(d["questions"]) for d in docs) * 20
 
 
-def test_a_segment_trains_without_evaluating_and_its_generator_is_evaluated_alone(tmp_path):
+def test_a_segment_trains_without_evaluating_and_its_generator_is_evaluated_alone(tmp_path, monkeypatch):
     """`--no-final-eval` saves the generator with its training state and stops; `--eval-only` evaluates that
     directory as it is (here on the demo: six questions and a control document) and reports the steps it was
     trained for."""
@@ -162,10 +167,18 @@ def test_a_segment_trains_without_evaluating_and_its_generator_is_evaluated_alon
     progress = json.loads((generator / "training_state.json").read_text())
     assert progress["step"] == 1 and progress["tokens"] > 100
     assert not (tmp_path / "train" / "result.json").exists()
-    fc.main(["--name", "evaluated", "--init", str(generator), "--eval-only", *common])
+    validation = tmp_path / "validation.jsonl"  # held-out text for two perplexity blocks of 384 tokens
+    sentences = [f"The ferry left pier {i} at dawn, and the harbour master wrote its cargo in the ledger." for i in
+                 range(80)]
+    validation.write_text(json.dumps({"text": " ".join(sentences)}) + "\n")
+    monkeypatch.setattr(fc, "PRETRAINING_VALIDATION", validation)
+    fc.main(["--name", "evaluated", "--init", str(generator), "--eval-only", "--perplexity-blocks", "2", *common])
     result = json.loads((tmp_path / "evaluated" / "result.json").read_text())
     assert result["steps"] == 1 and result["train_tokens"] == progress["tokens"]
     assert len(result["demo"]["own"]["predictions"]) == 6
+    reconstruction = result["perplexity"]["reconstruction"]
+    assert set(reconstruction) == {"adapter", "adapter_other_context", "no_context", "in_prompt"}
+    assert reconstruction["in_prompt"] < reconstruction["no_context"]  # the text in the prompt: nearly copied
     assert not (tmp_path / "evaluated" / "checkpoint.safetensors").exists()  # evaluating trains nothing
 
 
@@ -187,7 +200,10 @@ def test_the_shipped_long_run_config_gives_fact_capability_valid_stages(tmp_path
     first, later = (fc.parse(script.stage_argv(cfg, len(cfg["stages"]) - 1, b)) for b in (7200, 14400))
     assert (first.prose_share, first.text_share) == (0.0, 0.0) and later.prose_share > 0 and later.text_share > 0
     evaluations = script.SegmentEvaluations(cfg, len(cfg["stages"]) - 1)
-    assert set(fc.parse(evaluations.argv(7200)).eval_sets) >= {"words", "multi_needle", "prose_recall", "demo"}
+    monkeypatch.setattr(fc, "PRETRAINING_VALIDATION", tmp_path / "TEXT_TRAIN")
+    evaluation = fc.parse(evaluations.argv(7200))
+    assert set(evaluation.eval_sets) >= {"words", "multi_needle", "prose_recall", "demo"}
+    assert evaluation.perplexity_blocks == 12
 
 
 def test_two_processes_share_a_step_and_give_the_one_process_update(tmp_path):

@@ -56,6 +56,7 @@ from peft_generative.data.synthetic_words import (NEEDLE_SUBJECTS, multi_needle_
 from peft_generative.default_model import load_base_model
 from peft_generative.evaluation.metrics import best_contains, best_exact_match, best_f1
 from peft_generative.loading import shipped_generator_path
+from peft_generative.perplexity import context_perplexity
 from peft_generative.training.collation import tokenize_conversation
 from peft_generative.training.question_packing import IGNORE, pack_questions
 from peft_generative.utils.batching import pad_rows
@@ -102,6 +103,7 @@ PROSE_RECALL = Path("data/prose_recall/test.eval.jsonl")
 # --prose_recall --out data` and `--pretraining --no-exclude --out data`
 PROSE_TRAIN = Path("data/prose_recall/train.jsonl")
 TEXT_TRAIN = Path("data/pretraining/train.jsonl")
+PRETRAINING_VALIDATION = Path("data/pretraining/validation.jsonl")  # `--perplexity-blocks`: held-out text
 TEXT_MIN_CHARS = 3000  # a text block is cut from a document at least this long (3 segments of 128 tokens fit)
 
 
@@ -195,6 +197,10 @@ def parse(argv=None):
     p.add_argument("--eval-sets", type=choices(EVAL_SETS + FILE_SETS), default=None, metavar="SET,SET",
                    help=f"evaluate (and probe) only these held-out sets (default all: {', '.join(EVAL_SETS)}; also "
                         f"{', '.join(FILE_SETS)}: 40 real prose passages of {PROSE_RECALL} and the bundled demo)")
+    p.add_argument("--perplexity-blocks", type=int, default=0, metavar="N",
+                   help=f"also measure held-out reconstruction and completion perplexity on the first N blocks of "
+                        f"{PRETRAINING_VALIDATION} (2 segments of context, 128 tokens a segment, as docs/results.md "
+                        "reports with 12): adapter, another block's adapter, no context, context in the prompt")
     p.add_argument("--max-steps", type=int, default=None, metavar="N",
                    help="also stop after N training steps in all (the budget to compare arms by on a GPU)")
     p.add_argument("--no-final-eval", action="store_true",
@@ -228,7 +234,8 @@ def parse(argv=None):
     if args.text_weight <= 0 or args.text_segment < 8:
         p.error("--text-weight must be positive and --text-segment at least 8 tokens")
     for share, path, flag in ((args.prose_share, PROSE_TRAIN, "--prose_recall"),
-                              (args.text_share, TEXT_TRAIN, "--pretraining --no-exclude")):
+                              (args.text_share, TEXT_TRAIN, "--pretraining --no-exclude"),
+                              (args.perplexity_blocks, PRETRAINING_VALIDATION, "--pretraining --no-exclude")):
         if share > 0 and not path.is_file():
             p.error(f"{path} is missing: build it with `python -m peft_generative.data {flag} --out data` (offline)")
     if not 0.0 <= args.value_first <= 1.0:
@@ -757,6 +764,12 @@ def main(argv=None):
     result.update({part: evaluate_adapters(model, tok, docs) for part, docs in sets.items()})
     cached = cached_baselines(Path(args.out) / f"baselines_n{args.n_eval}_seed{args.seed}.json", model, tok, sets)
     result.update({f"baselines_{part}": value for part, value in cached.items()})
+    if args.perplexity_blocks:
+        texts = [json.loads(line)["text"] for line in PRETRAINING_VALIDATION.read_text().splitlines()]
+        with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16):
+            result["perplexity"] = context_perplexity(model, tok, texts, num_segments=3, segment_length=128,
+                                                      max_blocks=args.perplexity_blocks, progress=False)
+        print("[perplexity]", json.dumps(result["perplexity"]), flush=True)
     (run / "result.json").write_text(json.dumps(result, indent=1))
     for part in sets:
         r, prompting = result[part], result[f"baselines_{part}"]["prompting"]

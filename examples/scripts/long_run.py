@@ -162,6 +162,8 @@ class SegmentEvaluations:
                 *map(str, config.get("common", [])), *map(str, self.stage.get("flags", []))]
         if config.get("long_eval_sets"):
             argv += ["--eval-sets", config["long_eval_sets"]]
+        if config.get("perplexity_blocks"):
+            argv += ["--perplexity-blocks", str(config["perplexity_blocks"])]
         return argv
 
     def step(self, wait: bool = False) -> None:
@@ -216,6 +218,10 @@ def curve_row(config: dict, index: int, result: dict) -> dict:
                              "prompting": prompting.get("contains"), "own_by_kind": own["by_kind"]["contains"],
                              "prompting_by_kind": prompting.get("by_kind", {}).get("contains"),
                              "nll_gap": round(result[name]["nll_gap"], 3)}
+    if "perplexity" in result:  # held-out reconstruction / completion: own adapter, control, no context
+        names = {"own": "adapter", "control": "adapter_other_context", "no_context": "no_context"}
+        row["perplexity"] = {objective: {name: round(ppl[key], 2) for name, key in names.items() if key in ppl}
+                             for objective, ppl in result["perplexity"].items()}
     return row
 
 
@@ -230,14 +236,16 @@ def append_row(path: Path, row: dict) -> None:
 
 def plot(curve_log: Path, out: Path) -> None:
     """Gold contained against training tokens: the words documents by answer kind, one entity and several needles a
-    document; prompting dashed, the control dotted."""
+    document; prompting dashed, the control dotted. With rows that measured it, a third panel: held-out
+    reconstruction and completion perplexity (own adapter; control dotted, no context dashed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = sorted((json.loads(line) for line in curve_log.read_text().splitlines() if line.strip()),
                   key=lambda r: r["tokens"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    measured = [r for r in rows if "perplexity" in r]
+    fig, axes = plt.subplots(1, 3 if measured else 2, figsize=(16 if measured else 11, 4))
     words = [r for r in rows if "words" in r["sets"]]
     kinds = sorted({k for r in words for k in r["sets"]["words"]["own_by_kind"]})
     xs = [r["tokens"] / 1e6 for r in words]
@@ -260,12 +268,24 @@ def plot(curve_log: Path, out: Path) -> None:
             if last is not None:
                 axes[1].axhline(last, ls="--", color=line.get_color(), alpha=0.5)
     axes[1].set_title("held-out sets: gold contained (dashed: prompting)")
-    for ax in axes:
+    for objective in ("reconstruction", "completion") if measured else ():
+        xs = [r["tokens"] / 1e6 for r in measured]
+        line, = axes[2].plot(xs, [r["perplexity"][objective]["own"] for r in measured], marker="o", label=objective)
+        for name, style in (("control", ":"), ("no_context", "--")):
+            values = [r["perplexity"][objective].get(name) for r in measured]
+            if None not in values:
+                axes[2].plot(xs, values, style, color=line.get_color(), alpha=0.6)
+    for ax in axes[:2]:
         ax.set_xlabel("training tokens (millions)")
         ax.set_ylabel("gold contained (%)")
         ax.set_ylim(0, 105)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+    if measured:
+        axes[2].set_title("held-out perplexity (own; dotted: control, dashed: no context)")
+        axes[2].set_xlabel("training tokens (millions)")
+        axes[2].set_ylabel("perplexity (lower is better)")
+        axes[2].legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
