@@ -122,11 +122,13 @@ def test_curve_rows_count_earlier_stages_tokens_and_replace_a_repeated_evaluatio
     script.append_row(log, script.curve_row(cfg, 1, result(30.0, 900, 6)))
     measured = {**result(31.0, 900, 6), "perplexity": {
         "reconstruction": {"adapter": 30.123, "adapter_other_context": 36.0, "no_context": 39.4, "in_prompt": 1.8},
-        "completion": {"adapter": 45.0, "adapter_other_context": 47.5, "no_context": 51.4, "in_prompt": 27.0}}}
+        "completion": {"adapter": 45.0, "adapter_other_context": 47.5, "no_context": 51.4, "in_prompt": 27.0},
+        "blocks": 12}}  # as context_perplexity returns it
     script.append_row(log, script.curve_row(cfg, 1, measured))  # evaluated again, with held-out perplexity
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in rows] == [3, 6] and rows[-1]["sets"]["words"]["own"] == 31.0
     assert rows[-1]["perplexity"]["reconstruction"] == {"own": 30.12, "control": 36.0, "no_context": 39.4}
+    assert set(rows[-1]["perplexity"]) == {"reconstruction", "completion"}
     assert "perplexity" not in rows[0]
     script.plot(log, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 10_000

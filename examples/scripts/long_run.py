@@ -221,7 +221,7 @@ def curve_row(config: dict, index: int, result: dict) -> dict:
     if "perplexity" in result:  # held-out reconstruction / completion: own adapter, control, no context
         names = {"own": "adapter", "control": "adapter_other_context", "no_context": "no_context"}
         row["perplexity"] = {objective: {name: round(ppl[key], 2) for name, key in names.items() if key in ppl}
-                             for objective, ppl in result["perplexity"].items()}
+                             for objective, ppl in result["perplexity"].items() if isinstance(ppl, dict)}
     return row
 
 
