@@ -271,10 +271,12 @@ def plot(curve_log: Path, out: Path) -> None:
     for objective in ("reconstruction", "completion") if measured else ():
         xs = [r["tokens"] / 1e6 for r in measured]
         line, = axes[2].plot(xs, [r["perplexity"][objective]["own"] for r in measured], marker="o", label=objective)
-        for name, style in (("control", ":"), ("no_context", "--")):
-            values = [r["perplexity"][objective].get(name) for r in measured]
-            if None not in values:
-                axes[2].plot(xs, values, style, color=line.get_color(), alpha=0.6)
+        control = [r["perplexity"][objective].get("control") for r in measured]
+        if None not in control:
+            axes[2].plot(xs, control, ":", marker="x", color=line.get_color(), alpha=0.6)
+        no_context = measured[-1]["perplexity"][objective].get("no_context")  # the same for every generator
+        if no_context is not None:
+            axes[2].axhline(no_context, ls="--", color=line.get_color(), alpha=0.5)
     for ax in axes[:2]:
         ax.set_xlabel("training tokens (millions)")
         ax.set_ylabel("gold contained (%)")
@@ -282,7 +284,7 @@ def plot(curve_log: Path, out: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     if measured:
-        axes[2].set_title("held-out perplexity (own; dotted: control, dashed: no context)")
+        axes[2].set_title("held-out perplexity (x: control; dashed: no context)")
         axes[2].set_xlabel("training tokens (millions)")
         axes[2].set_ylabel("perplexity (lower is better)")
         axes[2].legend(fontsize=7)
