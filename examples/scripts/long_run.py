@@ -6,7 +6,8 @@ runs until it has trained that many CPU seconds and is then evaluated on its few
 open-ended (`cpu_budget: null`) and then trains in segments of `eval_every_cpu_s`, each segment's generator kept as
 `gen_<cpu>` and evaluated on every held-out set by a process of its own beside the training (`--eval-only`). Every
 evaluation appends one row (stage, step, training tokens so far, gold contained by set and answer kind for the own
-adapter, the control and prompting) to `curve_log` and redraws the plot of contained against training tokens.
+adapter, the control and prompting; with `perplexity_blocks: N`, held-out reconstruction and completion perplexity
+on N blocks of data/pretraining/validation.jsonl) to `curve_log` and redraws the plot against training tokens.
 A `flags_from: {CPU_S: [flags]}` entry of the open-ended stage adds flags to every segment from that point on (a
 recipe changed mid-run stays in the config where it changed; the segment evaluations take the stage's own flags).
 `processes: N` trains with N processes of one thread (torchrun, gloo). Each stage runs in child processes (a crash or
